@@ -1,0 +1,66 @@
+# Single entry point. The two commands README.md promises:
+#   make lab    bring up the local lab fleet and converge the site playbook on it
+#   make test   lint, unit tests, every Molecule scenario
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+VENV := .venv
+PYTHON ?= python3
+APT_PACKAGES := podman runc uidmap slirp4netns debootstrap postgresql patchelf make git
+MOLECULE_SCENARIOS ?= default
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export CONTAINERS_CONF := $(CURDIR)/lab/podman/containers.conf
+export LAB_ENGINE ?= podman
+
+.PHONY: help deps venv image mirror lab lab-down lab-status lint unit molecule test clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install missing Debian packages (podman, runc, debootstrap, postgresql, ...)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "ERROR: missing packages: $$missing; run 'sudo apt-get install $$missing'" >&2; exit 1; fi; \
+	  echo "deps: installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "deps: ok"; fi
+
+$(VENV)/.stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.stamp ## create the project virtualenv from pinned requirements
+
+image: deps venv ## build (or reuse) the lab host image
+	@$(VENV)/bin/python lab/lab.py image
+
+lab: deps venv ## bring up the lab fleet and converge playbooks/site.yml on it
+	$(VENV)/bin/python lab/lab.py up
+	$(VENV)/bin/python lab/lab.py converge playbooks/site.yml
+
+lab-down: venv ## remove the lab fleet
+	$(VENV)/bin/python lab/lab.py down
+
+lab-status: venv ## show the lab hosts
+	$(VENV)/bin/python lab/lab.py status
+
+lint: venv ## yamllint, ansible-lint (production profile)
+	yamllint --strict .
+	ansible-lint
+
+unit: venv ## unit tests of the lab tooling
+	pytest -q tests/unit
+
+molecule: deps venv image ## every Molecule scenario, one after the other
+	@export LAB_IMAGE=$$($(VENV)/bin/python lab/lab.py image); \
+	for s in $(MOLECULE_SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; done
+
+test: deps venv lint unit molecule ## everything CI runs
+
+clean: lab-down ## remove the lab fleet and build products
+	rm -rf build
