@@ -1,0 +1,156 @@
+"""API keys: ``tbk_<key_id>_<secret>``; only a SHA-256 of the whole key is stored.
+
+The secret has 256 bits of entropy, so a fast hash is the right tool (no password
+stretching needed); comparison is constant-time. Scopes: ingest, read, admin (admin
+implies read and ingest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, select, update
+
+from .schema import api_keys
+
+SCOPES = ("ingest", "read", "admin")
+PREFIX = "tbk_"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_scopes(raw: str) -> frozenset[str]:
+    scopes = frozenset(s.strip() for s in raw.split(",") if s.strip())
+    bad = scopes - set(SCOPES)
+    if bad or not scopes:
+        raise ValueError(
+            f"invalid scopes {','.join(sorted(bad)) or '(none)'}: use a comma-separated "
+            f"subset of {','.join(SCOPES)}"
+        )
+    return scopes
+
+
+def create_key(
+    conn: Connection, name: str, scopes: frozenset[str], key: str | None = None
+) -> tuple[str, str]:
+    """Create a key; returns (key_id, full key). The full key is not stored anywhere.
+
+    ``key`` lets a deploy tool supply its own pre-generated key (idempotent provisioning);
+    it must have the ``tbk_<id>_<secret>`` shape.
+    """
+    if key is None:
+        key_id = secrets.token_hex(8)
+        key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    else:
+        parsed = split_key(key)
+        if parsed is None:
+            raise ValueError("key must look like tbk_<16 hex chars>_<secret of >= 32 chars>")
+        key_id = parsed
+    existing = conn.execute(
+        select(api_keys.c.key_hash, api_keys.c.revoked_at).where(api_keys.c.key_id == key_id)
+    ).first()
+    if existing is not None:
+        if hmac.compare_digest(existing[0], hash_key(key)) and existing[1] is None:
+            return key_id, key  # same key provisioned again: no-op
+        raise ValueError(f"key id {key_id} already exists")
+    conn.execute(
+        api_keys.insert().values(
+            key_id=key_id,
+            name=name,
+            key_hash=hash_key(key),
+            scopes=",".join(sorted(scopes)),
+        )
+    )
+    return key_id, key
+
+
+def generate_key() -> str:
+    return f"{PREFIX}{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}"
+
+
+def split_key(key: str) -> str | None:
+    """Return the key id of a well-formed key, else None."""
+    if not key.startswith(PREFIX):
+        return None
+    rest = key[len(PREFIX) :]
+    key_id, sep, secret = rest.partition("_")
+    if not sep or len(key_id) != 16 or len(secret) < 32:
+        return None
+    try:
+        int(key_id, 16)
+    except ValueError:
+        return None
+    return key_id
+
+
+def revoke_key(conn: Connection, key_id: str) -> bool:
+    res = conn.execute(
+        update(api_keys)
+        .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return bool(res.rowcount)
+
+
+def list_keys(conn: Connection) -> list[dict[str, object]]:
+    rows = conn.execute(
+        select(
+            api_keys.c.key_id,
+            api_keys.c.name,
+            api_keys.c.scopes,
+            api_keys.c.created_at,
+            api_keys.c.revoked_at,
+        ).order_by(api_keys.c.created_at)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def authenticate(conn: Connection, header: str | None) -> ApiKey:
+    """Resolve an ``Authorization`` header value. Raises AuthError(401)."""
+    if not header:
+        raise AuthError(
+            401, "missing_api_key", "missing API key: send 'Authorization: Bearer <key>'"
+        )
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError(
+            401, "invalid_api_key", "malformed Authorization header: use 'Bearer <key>'"
+        )
+    key_id = split_key(token)
+    if key_id is None:
+        raise AuthError(401, "invalid_api_key", "invalid API key")
+    row = conn.execute(
+        select(
+            api_keys.c.key_hash, api_keys.c.scopes, api_keys.c.revoked_at, api_keys.c.name
+        ).where(api_keys.c.key_id == key_id)
+    ).first()
+    if row is None or not hmac.compare_digest(row[0], hash_key(token)):
+        raise AuthError(401, "invalid_api_key", "invalid API key")
+    if row[2] is not None:
+        raise AuthError(401, "revoked_api_key", "API key has been revoked")
+    return ApiKey(key_id=key_id, name=row[3], scopes=frozenset(row[1].split(",")))

@@ -1,0 +1,202 @@
+"""Per-event validation for the ingest path (tight: it runs for every event)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+MAX_ID_LEN = 128
+
+
+class Event(NamedTuple):
+    event_id: str
+    customer_id: str
+    api_key_id: str | None
+    project: str | None
+    model: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    occurred_at: datetime  # aware, UTC
+    metadata: str | None  # compact JSON text
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tokens: int
+    max_metadata_bytes: int
+    max_age: timedelta
+    max_skew: timedelta
+
+
+def error(code: str, field: str | None, message: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        out["field"] = field
+    return out
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """RFC 3339 timestamp with an explicit offset -> aware UTC datetime, else None."""
+    if type(value) is not str or _RFC3339.fullmatch(value) is None:
+        return None
+    text = value.upper()
+    dot = text.find(".")
+    if dot != -1:  # Python keeps microseconds: cut nanoseconds off
+        end = dot + 1
+        while end < len(text) and text[end].isdigit():
+            end += 1
+        if end - dot - 1 > 6:
+            text = text[: dot + 7] + text[end:]
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return dt.astimezone(UTC)
+
+
+def _id_field(obj: dict[str, Any], name: str, required: bool) -> tuple[str | None, Any]:
+    """Returns (value, error). value None with no error = absent optional field."""
+    value = obj.get(name)
+    if value is None:
+        if required:
+            return None, error("missing_field", name, f"{name} is required")
+        return None, None
+    if type(value) is not str:
+        return None, error(
+            "invalid_type", name, f"{name} must be a string, got {_json_type(value)}"
+        )
+    if not value or len(value) > MAX_ID_LEN or not value.isprintable():
+        return None, error(
+            "invalid_value",
+            name,
+            f"{name} must be 1-{MAX_ID_LEN} printable characters",
+        )
+    return value, None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _tokens(obj: dict[str, Any], name: str, limit: int, required: bool) -> tuple[int, Any]:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            return 0, error("missing_field", name, f"{name} is required")
+        return 0, None
+    if type(value) is not int:
+        return 0, error("invalid_type", name, f"{name} must be an integer, got {_json_type(value)}")
+    if value < 0:
+        return 0, error("out_of_range", name, f"{name} must be >= 0, got {value}")
+    if value > limit:
+        return 0, error("out_of_range", name, f"{name} must be <= {limit}, got {value}")
+    return value, None
+
+
+def validate_event(
+    obj: Any, limits: Limits, now: datetime
+) -> tuple[Event | None, dict[str, Any] | None]:
+    """Validate one decoded JSON event. Returns (event, None) or (None, error)."""
+    if type(obj) is not dict:
+        return None, error("invalid_type", None, f"event must be an object, got {_json_type(obj)}")
+    event_id, err = _id_field(obj, "event_id", True)
+    if err is not None:
+        return None, err
+    customer_id, err = _id_field(obj, "customer_id", True)
+    if err is not None:
+        return None, err
+    model, err = _id_field(obj, "model", True)
+    if err is not None:
+        return None, err
+    api_key_id, err = _id_field(obj, "api_key_id", False)
+    if err is not None:
+        return None, err
+    project, err = _id_field(obj, "project", False)
+    if err is not None:
+        return None, err
+    max_tokens = limits.max_tokens
+    input_tokens, err = _tokens(obj, "input_tokens", max_tokens, True)
+    if err is not None:
+        return None, err
+    output_tokens, err = _tokens(obj, "output_tokens", max_tokens, True)
+    if err is not None:
+        return None, err
+    cached, err = _tokens(obj, "cached_input_tokens", max_tokens, False)
+    if err is not None:
+        return None, err
+    if cached > input_tokens:
+        return None, error(
+            "invalid_value",
+            "cached_input_tokens",
+            f"cached_input_tokens ({cached}) must not exceed input_tokens ({input_tokens})",
+        )
+    raw_ts = obj.get("occurred_at")
+    if raw_ts is None:
+        return None, error("missing_field", "occurred_at", "occurred_at is required")
+    occurred_at = parse_timestamp(raw_ts)
+    if occurred_at is None:
+        return None, error(
+            "invalid_value",
+            "occurred_at",
+            "occurred_at must be an RFC 3339 timestamp with offset, e.g. 2025-01-31T23:59:59Z",
+        )
+    if occurred_at > now + limits.max_skew:
+        return None, error(
+            "out_of_range", "occurred_at", "occurred_at is in the future beyond allowed clock skew"
+        )
+    if occurred_at < now - limits.max_age:
+        return None, error(
+            "out_of_range",
+            "occurred_at",
+            f"occurred_at is older than {limits.max_age.days} days",
+        )
+    meta = obj.get("metadata")
+    meta_text: str | None = None
+    if meta is not None:
+        if type(meta) is not dict:
+            return None, error(
+                "invalid_type", "metadata", f"metadata must be an object, got {_json_type(meta)}"
+            )
+        meta_text = json.dumps(meta, separators=(",", ":"), ensure_ascii=False)
+        if len(meta_text.encode()) > limits.max_metadata_bytes:
+            return None, error(
+                "out_of_range",
+                "metadata",
+                f"metadata must be at most {limits.max_metadata_bytes} bytes as JSON",
+            )
+    return (
+        Event(
+            event_id,  # type: ignore[arg-type]
+            customer_id,  # type: ignore[arg-type]
+            api_key_id,
+            project,
+            model,  # type: ignore[arg-type]
+            input_tokens,
+            cached,
+            output_tokens,
+            occurred_at,
+            meta_text,
+        ),
+        None,
+    )
