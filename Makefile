@@ -15,6 +15,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export CONTAINERS_CONF := $(CURDIR)/lab/podman/containers.conf
 export LAB_ENGINE ?= podman
 
+
 .PHONY: help deps venv image mirror lab lab-down lab-status lint unit molecule test clean
 
 help: ## list the targets
@@ -39,7 +40,14 @@ venv: $(VENV)/.stamp ## create the project virtualenv from pinned requirements
 image: deps venv ## build (or reuse) the lab host image
 	@$(VENV)/bin/python lab/lab.py image
 
-lab: deps venv ## bring up the lab fleet and converge playbooks/site.yml on it
+mirror: venv ## build the internal mirror content offline (conda channel, PyPI index, installers)
+	rm -rf build/wheels && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel -q --no-deps ./app -w build/wheels
+	$(VENV)/bin/python lab/mirror/build.py --out build/mirror --app-wheel build/wheels/*.whl
+	tar --sort=name --owner=0 --group=0 --numeric-owner -C build/mirror -cf build/mirror.tar.new .
+	@if cmp -s build/mirror.tar.new build/mirror.tar; then rm build/mirror.tar.new; echo "mirror: content unchanged"; \
+	else mv build/mirror.tar.new build/mirror.tar; echo "mirror: build/mirror.tar updated"; fi
+
+lab: deps venv mirror ## bring up the lab fleet and converge playbooks/site.yml on it
 	$(VENV)/bin/python lab/lab.py up
 	$(VENV)/bin/python lab/lab.py converge playbooks/site.yml
 
@@ -56,7 +64,7 @@ lint: venv ## yamllint, ansible-lint (production profile)
 unit: venv ## unit tests of the lab tooling
 	pytest -q tests/unit
 
-molecule: deps venv image ## every Molecule scenario, one after the other
+molecule: deps venv image mirror ## every Molecule scenario, one after the other
 	@export LAB_IMAGE=$$($(VENV)/bin/python lab/lab.py image); \
 	for s in $(MOLECULE_SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; done
 
