@@ -729,6 +729,20 @@ def _dispatch(args, argv) -> int:
 
 
 def main(argv=None) -> int:
+    """Console entry point. Run as a program, it ends with os._exit(): py-rattler's
+    background runtime can crash (SIGSEGV/SIGABRT) while the interpreter finalizes
+    objects such as a Gateway still referenced from a traceback."""
+    rc = _main(argv)
+    if argv is None:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(rc)
+    return rc
+
+
+def _main(argv=None) -> int:
     global JSON_MODE
     argv = list(sys.argv[1:] if argv is None else argv)
     JSON_MODE = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv

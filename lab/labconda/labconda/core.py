@@ -317,7 +317,7 @@ def solve(cfg: Config, channel_urls: list[str], specs: list[str], pkgs_dir: str)
             raise CondaValueError(f"Invalid spec '{s}': {e}")
 
     async def _query():
-        return await gateway.query(channels, [PLATFORM, "noarch"], [m.name for m in mspecs], recursive=False)
+        return await gateway.query(channels, [PLATFORM, "noarch"], mspecs, recursive=False)
 
     try:
         found = run_async(_query())

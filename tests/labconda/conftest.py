@@ -1,0 +1,133 @@
+"""Fixtures: build (or reuse) the lab mirror, serve it over HTTP, install LabConda."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "lab" / "mirror" / "build.py"
+NEW, OLD = "26.7.1", "26.5.0"
+
+
+def _builder_python() -> str:
+    try:
+        import rattler  # noqa: F401
+        import whl2conda  # noqa: F401
+        return sys.executable
+    except ImportError:
+        venv = REPO / ".venv-mirror" / "bin" / "python"
+        if venv.exists():
+            return str(venv)
+        pytest.skip("py-rattler/whl2conda not installed: create .venv-mirror (see lab/mirror/README.md)")
+
+
+@pytest.fixture(scope="session")
+def mirror_dir() -> Path:
+    out = Path(os.environ.get("LABCONDA_MIRROR_OUT", REPO / "build" / "mirror"))
+    # the builder is incremental: a warm run only checks its input hashes
+    subprocess.run([_builder_python(), str(BUILD), "--out", str(out)], check=True,
+                   stdout=subprocess.DEVNULL if not os.environ.get("LABCONDA_BUILD_VERBOSE") else None)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(mirror_dir):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                             "--directory", str(mirror_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/conda/conda-forge/noarch/repodata.json", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("mirror http server did not start")
+    yield url
+    proc.terminate()
+    proc.wait(5)
+
+
+def installer(mirror_dir: Path, version: str) -> Path:
+    return mirror_dir / "installers" / f"LabConda-{version}-0-Linux-x86_64.sh"
+
+
+def clean_env(home: Path, server_url: str | None = None, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CONDA", "PIP_", "PYTHON", "VIRTUAL_ENV", "_CE_"))}
+    env.update(HOME=str(home), PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_NO_CACHE_DIR="1")
+    if server_url:
+        env["PIP_INDEX_URL"] = server_url + "/pypi/simple"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory, server) -> Path:
+    h = tmp_path_factory.mktemp("home")
+    (h / ".condarc").write_text(f"channel_alias: {server}/conda\nchannel_priority: strict\n")
+    return h
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory, mirror_dir, home, server) -> Path:
+    prefix = tmp_path_factory.mktemp("base") / "labconda"
+    r = subprocess.run(["bash", str(installer(mirror_dir, NEW)), "-b", "-p", str(prefix)],
+                       env=clean_env(home), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return prefix
+
+
+class Conda:
+    def __init__(self, base: Path, home: Path, server: str):
+        self.base, self.home, self.server = base, home, server
+        self.exe = str(base / "bin" / "conda")
+
+    def __call__(self, *args, env=None, cwd=None, input=None, home=None) -> subprocess.CompletedProcess:
+        e = clean_env(home or self.home, self.server, **(env or {}))
+        return subprocess.run([self.exe, *map(str, args)], env=e, cwd=cwd, capture_output=True, text=True,
+                              input=input, timeout=300)
+
+    def json(self, *args, rc=0, **kw):
+        r = self(*args, "--json", **kw)
+        assert r.returncode == rc, f"rc={r.returncode}\nstdout={r.stdout}\nstderr={r.stderr}"
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+
+@pytest.fixture(scope="session")
+def conda(base, home, server) -> Conda:
+    return Conda(base, home, server)
+
+
+ENVS = REPO / "envs"
+
+
+@pytest.fixture(scope="session")
+def env_v1(conda, tmp_path_factory):
+    """token-billing v1 created once per session with `conda env create`."""
+    d = tmp_path_factory.mktemp("envs")
+    spec = d / "token-billing-v1.yml"
+    spec.write_text((ENVS / "token-billing-v1.yml").read_text())
+    prefix = d / "token-billing"
+    t0 = time.time()
+    out = conda.json("env", "create", "--file", spec, "-p", prefix, cwd=d)
+    out["_seconds"] = time.time() - t0
+    return prefix, out
