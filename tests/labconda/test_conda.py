@@ -178,6 +178,9 @@ def test_rerun_replaces_env_and_explicit_lock(conda, tmp_path, mirror_dir):
     prefix = tmp_path / "small"
     conda.json("env", "create", "-f", spec, "-p", prefix)
     (prefix / "marker").write_text("x")
+    # plain `create` without --yes asks; stdin EOF answers the default "no": rc 0, no change
+    r = conda("create", "-p", prefix, "--file", spec, input="")
+    assert r.returncode == 0 and "Remove existing environment?" in r.stdout and (prefix / "marker").exists()
     out = conda.json("env", "create", "-f", spec, "-p", prefix)
     assert out["success"] and not (prefix / "marker").exists()
     assert (prefix / "conda-meta" / "history").read_text().count("==> ") == 1

@@ -474,10 +474,35 @@ def cmd_create(cfg: Config, args, env_create: bool) -> int:
     if args.dry_run:
         from .errors import CondaSystemExit
         raise CondaSystemExit("Dry run. Exiting.")
+    if not env_create and not (args.yes or json_mode or cfg["always_yes"]) and os.path.exists(prefix):
+        from .core import is_conda_env
+        if is_conda_env(prefix):
+            question = (f"WARNING: A conda environment already exists at '{prefix}'\n\n"
+                        "Remove existing environment?\nThis will remove ALL directories contained within "
+                        "this specified prefix directory, including any other conda environments.\n\n")
+        else:
+            question = (f"WARNING: A directory already exists at the target location '{prefix}'\n"
+                        "but it is not a conda environment.\nContinue creating environment")
+        if not _confirm(question):
+            return 0
     result = create_env(cfg, prefix, spec, extra, json_mode, out=say)
     if json_mode:
         jdump(result)
     return 0
+
+
+def _confirm(question: str) -> bool:
+    """conda's confirm_yn: stdin EOF (or anything but yes) picks the default 'no'."""
+    sys.stdout.write(question + " (y/[n])? ")
+    sys.stdout.flush()
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    sys.stdout.write("\n")
+    return False
 
 
 # ---- remove -------------------------------------------------------------------
