@@ -1,0 +1,75 @@
+"""Bounded load generator, run inside the load-balancer container against its own loopback.
+
+Sends usage events with unique ids through HAProxy (127.0.0.1:80) from a few
+threads until a stop file appears, the deadline passes or the request budget is
+spent. Prints one JSON object: events sent and acknowledged, failed requests.
+"""
+
+import argparse
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--key", required=True)
+parser.add_argument("--run-id", required=True)
+parser.add_argument("--url", default="http://127.0.0.1:80/v1/usage/events")
+parser.add_argument("--threads", type=int, default=4)
+parser.add_argument("--batch", type=int, default=5)
+parser.add_argument("--max-requests", type=int, default=20000)
+parser.add_argument("--deadline", type=float, default=300.0)
+parser.add_argument("--stop-file", default="/tmp/loadgen.stop")
+args = parser.parse_args()
+
+lock = threading.Lock()
+state = {"requests": 0, "events_sent": 0, "events_acked": 0, "failed": 0, "errors": []}
+start = time.monotonic()
+
+
+def budget() -> int | None:
+    with lock:
+        if state["requests"] >= args.max_requests:
+            return None
+        state["requests"] += 1
+        return state["requests"]
+
+
+def worker(n: int) -> None:
+    seq = 0
+    while time.monotonic() - start < args.deadline and not os.path.exists(args.stop_file):
+        if budget() is None:
+            return
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        events = []
+        for _ in range(args.batch):
+            seq += 1
+            events.append({"event_id": f"{args.run_id}-{n}-{seq}", "customer_id": "acme", "model": "gpt-lab-small",
+                           "input_tokens": 100, "output_tokens": 20, "occurred_at": now})
+        req = urllib.request.Request(args.url, data=json.dumps({"events": events}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {args.key}"})
+        with lock:
+            state["events_sent"] += len(events)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                body = json.loads(resp.read())
+            with lock:
+                state["events_acked"] += body["accepted"] + body["duplicates"]
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            with lock:
+                state["failed"] += 1
+                if len(state["errors"]) < 5:
+                    state["errors"].append(str(exc))
+        time.sleep(0.01)
+
+
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.threads)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+state["seconds"] = round(time.monotonic() - start, 1)
+print(json.dumps(state))

@@ -1,0 +1,26 @@
+"""Database host: PostgreSQL from Debian, reachable by the billing role only with a password."""
+
+from labhosts import hosts_of
+
+testinfra_hosts = hosts_of("db")
+
+
+def test_postgresql_running_and_listening(host):
+    service = host.service("postgresql@15-main")
+    assert service.is_running
+    assert service.is_enabled
+    assert host.socket("tcp://0.0.0.0:5432").is_listening
+
+
+def test_billing_database_owned_by_billing_role(host):
+    owner = host.check_output(
+        "runuser -u postgres -- psql -tAc \"select pg_get_userbyid(datdba) from pg_database where datname='billing'\""
+    )
+    assert owner == "billing"
+
+
+def test_remote_access_needs_scram_password(host):
+    hba = host.file("/etc/postgresql/15/main/pg_hba.conf")
+    assert hba.mode == 0o640
+    assert "billing    billing    samenet    scram-sha-256" in hba.content_string
+    assert " trust" not in hba.content_string
