@@ -571,10 +571,10 @@ def cmd_list(cfg: Config, args) -> int:
         jdump(entries)
         return 0
     print(f"# packages in environment at {prefix}:\n#")
-    print(f"# {'Name':<23} {'Version':<25} {'Build':>6}  Channel")
+    print(f"# {'Name':<23} {'Version':<25} {'Build':>15}  Channel")
     for e in entries:
-        ch = "" if e["channel"] == "conda-forge" and False else e["channel"]
-        print(f"{e['name']:<25} {e['version']:<25} {e['build_string']:>6}  {ch}")
+        ch = e["channel"]
+        print(f"{e['name']:<25} {e['version']:<25} {e['build_string']:>15}  {ch}")
     return 0
 
 
@@ -791,6 +791,8 @@ def _main(argv=None) -> int:
         return e.return_code
     except KeyboardInterrupt:
         sys.stderr.write("\nCondaSignalInterrupt: Signal interrupt SIGINT\n")
+        return 1
+    except BrokenPipeError:  # e.g. `conda config --show | head`
         return 1
     except Exception as e:  # unexpected: still rc 1 and a conda-shaped report
         err = CondaError(f"An unexpected error has occurred in the lab conda double: {e!r}\n"
