@@ -148,7 +148,9 @@ if ! (unset PYTHONHOME CONDARC CONDA_PKGS_DIRS; PYTHONPATH="$BOOT_PATH" PYTHONNO
 fi
 
 if [ "$KEEP_PKGS" = "0" ]; then
-    rm -rf "$PREFIX/pkgs"
+    # drop the package cache's contents, keep an empty (writable) pkgs/ like Miniconda
+    find "$PREFIX/pkgs" -mindepth 1 -maxdepth 1 ! -name urls.txt -exec rm -rf {} +
+    : > "$PREFIX/pkgs/urls.txt"
 fi
 
 echo "installation finished."

@@ -50,7 +50,8 @@ def test_install_then_upgrade_in_place(mirror_dir, tmp_path):
     for rel in ("bin/conda", "condabin/conda", "etc/profile.d/conda.sh", "conda-meta/history",
                 "conda-meta/initial-state.explicit.txt", "envs", "bin/python3.11"):
         assert (prefix / rel).exists(), rel
-    assert not (prefix / "pkgs").exists()  # no -k: the cache is dropped
+    # no -k: the cache's contents are dropped, an empty writable pkgs/ stays
+    assert sorted(p.name for p in (prefix / "pkgs").iterdir()) == ["urls.txt"]
     assert not (home / ".bashrc").exists()  # rc files untouched
     v = subprocess.run([prefix / "bin" / "conda", "--version"], capture_output=True, text=True,
                        env=clean_env(home))
