@@ -239,6 +239,8 @@ def test_env_remove(conda, tmp_path, base):
     spec = write_env(tmp_path / "rm.yml", ["python=3.11.7"])
     prefix = tmp_path / "rm"
     conda.json("env", "create", "-f", spec, "-p", prefix)
+    r = conda("env", "remove", "-p", prefix, input="")  # no --yes: EOF declines, rc 0, no change
+    assert r.returncode == 0 and (prefix / "conda-meta" / "history").exists()
     out = conda.json("env", "remove", "-p", prefix, "--yes")
     assert out["success"] is True and out["prefix"] == str(prefix)
     assert out["actions"]["FETCH"] == [] and out["actions"]["PREFIX"] == str(prefix)

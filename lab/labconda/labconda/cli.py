@@ -528,6 +528,8 @@ def cmd_env_remove(cfg: Config, args) -> int:
         print()
     if args.dry_run:
         return 0
+    if not (args.yes or args.json or cfg["always_yes"]) and not _confirm("Proceed"):
+        return 0
     import shutil
     shutil.rmtree(prefix, ignore_errors=True)
     if os.path.exists(prefix):

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     from rattler import MatchSpec
     asyncio.run(rattler.install(records, prefix, cache_dir=pkgs, installed_packages=installed,
                                 execute_link_scripts=not args.skip_scripts and False, show_progress=False,
-                                requested_specs=[MatchSpec(r.name.normalized)._match_spec for r in records]))
+                                requested_specs=_specs(records)))
     if not had_tag and os.path.exists(os.path.join(prefix, "CACHEDIR.TAG")):
         os.unlink(os.path.join(prefix, "CACHEDIR.TAG"))
 
@@ -113,6 +113,14 @@ def main(argv=None) -> int:
     for n in sorted(new):
         print(f"  {_d(new[n])}")
     return 0
+
+
+def _specs(records):
+    from rattler import MatchSpec
+    try:  # py-rattler 0.28's install() wants the FFI objects behind MatchSpec here
+        return [MatchSpec(r.name.normalized)._match_spec for r in records]
+    except AttributeError:
+        return None
 
 
 if __name__ == "__main__":
