@@ -17,12 +17,25 @@ from token_billing.testing.pgcluster import PgCluster
 
 
 def test_failure_mid_transaction_stores_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*_a: object, **_k: object) -> None:
-        raise OperationalError(
-            "INSERT INTO usage_hourly", {}, Exception("server closed the connection")
-        )
+    """The connection dies after the events were inserted, before COMMIT."""
+    from token_billing import ingest
 
-    monkeypatch.setattr(Ingestor, "_upsert_rollup", broken)
+    if env.engine.dialect.name == "postgresql":
+        # the server kills our own backend while executing the insert statement
+        monkeypatch.setattr(
+            ingest,
+            "_PG_INGEST",
+            ingest._PG_INGEST.replace(
+                "SELECT event_id FROM ins",
+                "SELECT event_id FROM ins WHERE pg_terminate_backend(pg_backend_pid())",
+            ),
+        )
+    else:
+
+        def broken(*_a: object, **_k: object) -> None:
+            raise OperationalError("INSERT INTO usage_hourly", {}, Exception("disk I/O error"))
+
+        monkeypatch.setattr(Ingestor, "_upsert_rollup", broken)
     batch = [env.event(f"half-{i}") for i in range(10)]
     r = env.post(batch)
     assert r.status_code == 503

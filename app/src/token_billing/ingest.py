@@ -6,26 +6,28 @@ inserted (RETURNING on PostgreSQL, the row count on SQLite) are added to the hou
 rollup, in the same transaction. Copies of one event racing on different workers or
 hosts are therefore counted once: the database's unique index decides the winner.
 
-Lock ordering (PostgreSQL): events are inserted sorted by event_id and rollup rows are
+Lock ordering: events are inserted sorted by event_id and rollup rows are
 upserted sorted by key, so concurrent batches never deadlock on each other; a deadlock
 or serialization failure would be retried anyway.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select
 
 from . import metrics
 from .config import Settings
-from .db import is_retryable_conflict, is_sqlite
-from .pricing import load_price_book
+from .db import is_retryable_conflict, is_sqlite, make_engine
+from .pricing import PriceBook, load_price_book
 from .schema import customers
 from .validation import Event, Limits, error, validate_event
 
@@ -35,28 +37,55 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 
-_PG_INSERT_EVENTS = """
-INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, input_tokens,
-    cached_input_tokens, output_tokens, occurred_at, price_id, metadata)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int8[],
-    %s::int8[], %s::int8[], %s::timestamptz[], %s::int4[], %s::text[])
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
+_PG_COLUMNS = (
+    ("event_id", "text"),
+    ("customer_id", "text"),
+    ("api_key_id", "text"),
+    ("project", "text"),
+    ("model", "text"),
+    ("input_tokens", "int8"),
+    ("cached_input_tokens", "int8"),
+    ("output_tokens", "int8"),
+    ("occurred_at", "timestamptz"),
+    ("price_id", "int4"),
+    ("metadata", "text"),
+)
+
+# One statement, one round trip: insert the events (sorted by event_id), roll up ONLY the
+# rows actually inserted (RETURNING of the insert) into usage_hourly, return their ids.
+# Each column travels as one JSON array parameter (cheap to build, parsed in C).
+_PG_INGEST = f"""
+WITH src AS (
+    SELECT {", ".join(f"c{i}::{t} AS {n}" for i, (n, t) in enumerate(_PG_COLUMNS))}
+    FROM ROWS FROM ({", ".join("json_array_elements_text(%s::json)" for _ in _PG_COLUMNS)})
+        AS t({", ".join(f"c{i}" for i in range(len(_PG_COLUMNS)))})
+), ins AS (
+    INSERT INTO usage_events ({", ".join(n for n, _ in _PG_COLUMNS)})
+    SELECT * FROM src ORDER BY event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, customer_id, model, price_id, occurred_at, input_tokens,
+        cached_input_tokens, output_tokens
+), agg AS (
+    SELECT customer_id, date_trunc('hour', occurred_at) AS hour, model, price_id,
+        count(*) AS n, sum(input_tokens) AS i, sum(cached_input_tokens) AS ci,
+        sum(output_tokens) AS o
+    FROM ins GROUP BY 1, 2, 3, 4
+), up AS (
+    INSERT INTO usage_hourly AS u (customer_id, hour, model, price_id, invoice_id,
+        event_count, input_tokens, cached_input_tokens, output_tokens)
+    SELECT customer_id, hour, model, price_id, 0, n, i, ci, o FROM agg
+    ORDER BY customer_id, hour, model, price_id
+    ON CONFLICT (customer_id, hour, model, price_id, invoice_id) DO UPDATE SET
+        event_count = u.event_count + EXCLUDED.event_count,
+        input_tokens = u.input_tokens + EXCLUDED.input_tokens,
+        cached_input_tokens = u.cached_input_tokens + EXCLUDED.cached_input_tokens,
+        output_tokens = u.output_tokens + EXCLUDED.output_tokens
+)
+SELECT event_id FROM ins
 """
 
-_PG_UPSERT_ROLLUP = """
-INSERT INTO usage_hourly AS u (customer_id, hour, model, price_id, invoice_id, event_count,
-    input_tokens, cached_input_tokens, output_tokens)
-SELECT c, h, m, p, 0, n, i, ci, o
-FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::int4[], %s::int8[], %s::int8[],
-    %s::int8[], %s::int8[]) AS t(c, h, m, p, n, i, ci, o)
-ORDER BY c, h, m, p
-ON CONFLICT (customer_id, hour, model, price_id, invoice_id) DO UPDATE SET
-    event_count = u.event_count + EXCLUDED.event_count,
-    input_tokens = u.input_tokens + EXCLUDED.input_tokens,
-    cached_input_tokens = u.cached_input_tokens + EXCLUDED.cached_input_tokens,
-    output_tokens = u.output_tokens + EXCLUDED.output_tokens
-"""
+_PG_PRICES = "SELECT price_id, model, effective_from FROM prices WHERE model = ANY(%s::text[])"
+_PG_CUSTOMERS = "SELECT customer_id FROM customers WHERE customer_id = ANY(%s::text[])"
 
 _SQLITE_INSERT_EVENT = """
 INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, input_tokens,
@@ -85,6 +114,7 @@ ON CONFLICT (model, day) DO UPDATE SET
 """
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+_json_dumps = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass
@@ -101,6 +131,13 @@ class Ingestor:
         self.engine = engine
         self.write_engine = engine.execution_options(tb_write=True)
         self.sqlite = is_sqlite(engine)
+        # PostgreSQL hot path: autocommit connections (explicit BEGIN/COMMIT inside
+        # pipelines) from a pool of their own, without pre-ping round trips.
+        self.hot_engine = (
+            engine
+            if self.sqlite
+            else make_engine(settings, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        )
         self.limits = Limits(
             max_tokens=settings.max_tokens_per_event,
             max_metadata_bytes=settings.max_metadata_bytes,
@@ -194,6 +231,67 @@ class Ingestor:
             unknown -= found
         return unknown
 
+    @staticmethod
+    def _classify(
+        valid: list[tuple[int, Event]],
+        unknown: set[str],
+        lookup: Callable[[str, datetime], int | None],
+        status: list[str],
+        errors: dict[int, dict[str, Any]],
+    ) -> tuple[list[tuple[Event, int]], dict[str, int], dict[tuple[str, str], int]]:
+        """Reject unknown customers and unpriced events; price the rest."""
+        rows: list[tuple[Event, int]] = []
+        index_of: dict[str, int] = {}
+        unpriced: dict[tuple[str, str], int] = {}
+        for i, ev in valid:
+            if ev.customer_id in unknown:
+                status[i] = REJECTED
+                errors[i] = error(
+                    "unknown_customer", "customer_id", f"unknown customer_id {ev.customer_id!r}"
+                )
+                continue
+            price_id = lookup(ev.model, ev.occurred_at)
+            if price_id is None:
+                status[i] = REJECTED
+                errors[i] = error(
+                    "no_price",
+                    "model",
+                    f"no price for model {ev.model!r} at {ev.occurred_at.isoformat()}; "
+                    "event not stored, retry after the price is loaded",
+                )
+                day_key = (ev.model, ev.occurred_at.strftime("%Y-%m-%d"))
+                unpriced[day_key] = unpriced.get(day_key, 0) + 1
+                continue
+            rows.append((ev, price_id))
+            index_of[ev.event_id] = i
+        rows.sort(key=lambda r: r[0].event_id)
+        return rows, index_of, unpriced
+
+    @staticmethod
+    def _finish_statuses(
+        rows: list[tuple[Event, int]],
+        inserted: set[str],
+        index_of: dict[str, int],
+        status: list[str],
+    ) -> dict[str, list[int]]:
+        inserted_models: dict[str, list[int]] = {}
+        for ev, _price_id in rows:
+            if ev.event_id not in inserted:
+                status[index_of[ev.event_id]] = DUPLICATE
+                continue
+            m = inserted_models.get(ev.model)
+            if m is None:
+                inserted_models[ev.model] = [
+                    ev.input_tokens - ev.cached_input_tokens,
+                    ev.cached_input_tokens,
+                    ev.output_tokens,
+                ]
+            else:
+                m[0] += ev.input_tokens - ev.cached_input_tokens
+                m[1] += ev.cached_input_tokens
+                m[2] += ev.output_tokens
+        return inserted_models
+
     def _store(
         self,
         valid: list[tuple[int, Event]],
@@ -201,49 +299,16 @@ class Ingestor:
         errors: dict[int, dict[str, Any]],
         now: datetime,
     ) -> dict[str, list[int]]:
+        if not self.sqlite:
+            return self._store_pg(valid, status, errors, now)
         with self.write_engine.begin() as conn:
             unknown = self._check_customers(conn, {ev.customer_id for _, ev in valid})
-            if not self.sqlite:
-                # pricing reads vs. price loads: see pricing.store_prices
-                conn.execute(text("LOCK TABLE prices IN SHARE MODE"))
             book = load_price_book(conn, sorted({ev.model for _, ev in valid}))
-            lookup = book.lookup
-            rows: list[tuple[Event, int]] = []
-            index_of: dict[str, int] = {}
-            unpriced: dict[tuple[str, str], int] = {}
-            for i, ev in valid:
-                if ev.customer_id in unknown:
-                    status[i] = REJECTED
-                    errors[i] = error(
-                        "unknown_customer", "customer_id", f"unknown customer_id {ev.customer_id!r}"
-                    )
-                    continue
-                price_id = lookup(ev.model, ev.occurred_at)
-                if price_id is None:
-                    status[i] = REJECTED
-                    errors[i] = error(
-                        "no_price",
-                        "model",
-                        f"no price for model {ev.model!r} at {ev.occurred_at.isoformat()}; "
-                        "event not stored, retry after the price is loaded",
-                    )
-                    day_key = (ev.model, ev.occurred_at.strftime("%Y-%m-%d"))
-                    unpriced[day_key] = unpriced.get(day_key, 0) + 1
-                    continue
-                rows.append((ev, price_id))
-                index_of[ev.event_id] = i
-            rows.sort(key=lambda r: r[0].event_id)
-
-            if self.sqlite:
-                inserted = self._insert_sqlite(conn, rows, now)
-            else:
-                inserted = self._insert_pg(conn, rows)
-
+            rows, index_of, unpriced = self._classify(valid, unknown, book.lookup, status, errors)
+            inserted = self._insert_sqlite(conn, rows, now)
             rollup: dict[tuple[str, datetime, str, int], list[int]] = {}
-            inserted_models: dict[str, list[int]] = {}
             for ev, price_id in rows:
                 if ev.event_id not in inserted:
-                    status[index_of[ev.event_id]] = DUPLICATE
                     continue
                 hour = ev.occurred_at.replace(minute=0, second=0, microsecond=0)
                 key = (ev.customer_id, hour, ev.model, price_id)
@@ -255,45 +320,97 @@ class Ingestor:
                     agg[1] += ev.input_tokens
                     agg[2] += ev.cached_input_tokens
                     agg[3] += ev.output_tokens
-                m = inserted_models.get(ev.model)
-                if m is None:
-                    inserted_models[ev.model] = [
-                        ev.input_tokens - ev.cached_input_tokens,
-                        ev.cached_input_tokens,
-                        ev.output_tokens,
-                    ]
-                else:
-                    m[0] += ev.input_tokens - ev.cached_input_tokens
-                    m[1] += ev.cached_input_tokens
-                    m[2] += ev.output_tokens
             if rollup:
                 self._upsert_rollup(conn, rollup)
             if unpriced:
                 self._record_unpriced(conn, unpriced, now)
-        return inserted_models
+        return self._finish_statuses(rows, inserted, index_of, status)
 
-    def _insert_pg(self, conn: Connection, rows: list[tuple[Event, int]]) -> set[str]:
-        if not rows:
-            return set()
-        cols: list[list[Any]] = [[] for _ in range(11)]
-        (c_id, c_cust, c_key, c_proj, c_model, c_in, c_cached, c_out, c_ts, c_price, c_meta) = cols
-        for ev, price_id in rows:
-            c_id.append(ev.event_id)
-            c_cust.append(ev.customer_id)
-            c_key.append(ev.api_key_id)
-            c_proj.append(ev.project)
-            c_model.append(ev.model)
-            c_in.append(ev.input_tokens)
-            c_cached.append(ev.cached_input_tokens)
-            c_out.append(ev.output_tokens)
-            c_ts.append(ev.occurred_at)
-            c_price.append(price_id)
-            c_meta.append(ev.metadata)
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(_PG_INSERT_EVENTS, cols)
-            return {r[0] for r in cur.fetchall()}
+    def _store_pg(
+        self,
+        valid: list[tuple[int, Event]],
+        status: list[str],
+        errors: dict[int, dict[str, Any]],
+        now: datetime,
+    ) -> dict[str, list[int]]:
+        """Two round trips on an autocommit connection, each one pipeline:
+
+        1. BEGIN; LOCK prices IN SHARE MODE; read prices (+ customers not yet cached);
+        2. the insert+rollup statement; unpriced counters; COMMIT.
+
+        No pre-ping: a dead pooled connection fails round trip 1 (nothing written), is
+        discarded, and the request retries once on a fresh connection.
+        """
+        import psycopg
+
+        models = sorted({ev.model for _, ev in valid})
+        unknown = {ev.customer_id for _, ev in valid} - self._known_customers
+        for attempt in (1, 2):
+            with self.hot_engine.connect() as sa_conn:
+                raw = sa_conn.connection.driver_connection
+                assert raw is not None
+                try:
+                    with raw.pipeline():
+                        cur = raw.cursor()
+                        cur.execute("BEGIN")
+                        cur.execute("LOCK TABLE prices IN SHARE MODE")
+                        c_prices = raw.cursor()
+                        c_prices.execute(_PG_PRICES, (models,))
+                        c_cust = raw.cursor()
+                        if unknown:
+                            c_cust.execute(_PG_CUSTOMERS, (sorted(unknown),))
+                    price_rows = c_prices.fetchall()
+                    found = {r[0] for r in c_cust.fetchall()} if unknown else set()
+                except psycopg.OperationalError:
+                    sa_conn.invalidate()
+                    if attempt == 1:
+                        metrics.DB_ERRORS.labels("retry").inc()
+                        continue
+                    raise
+                try:
+                    if found:
+                        with self._lock:
+                            self._known_customers |= found
+                    book = PriceBook((r[0], r[1], r[2]) for r in price_rows)
+                    rows, index_of, unpriced = self._classify(
+                        valid, unknown - found, book.lookup, status, errors
+                    )
+                    with raw.pipeline():
+                        c_ins = raw.cursor()
+                        if rows:
+                            c_ins.execute(_PG_INGEST, self._pg_columns(rows))
+                        if unpriced:
+                            cur.executemany(
+                                _UNPRICED_UPSERT.format(p="%s"),
+                                [(m, d, n, now) for (m, d), n in sorted(unpriced.items())],
+                            )
+                        cur.execute("COMMIT")
+                    inserted = {r[0] for r in c_ins.fetchall()} if rows else set()
+                except BaseException:
+                    if raw.closed or raw.broken:
+                        sa_conn.invalidate()
+                    else:
+                        raw.rollback()
+                    raise
+            return self._finish_statuses(rows, inserted, index_of, status)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _pg_columns(rows: list[tuple[Event, int]]) -> list[str]:
+        dumps = _json_dumps
+        return [
+            dumps([ev.event_id for ev, _ in rows]),
+            dumps([ev.customer_id for ev, _ in rows]),
+            dumps([ev.api_key_id for ev, _ in rows]),
+            dumps([ev.project for ev, _ in rows]),
+            dumps([ev.model for ev, _ in rows]),
+            dumps([ev.input_tokens for ev, _ in rows]),
+            dumps([ev.cached_input_tokens for ev, _ in rows]),
+            dumps([ev.output_tokens for ev, _ in rows]),
+            dumps([ev.occurred_at_text for ev, _ in rows]),
+            dumps([p for _, p in rows]),
+            dumps([ev.metadata for ev, _ in rows]),
+        ]
 
     def _insert_sqlite(
         self, conn: Connection, rows: list[tuple[Event, int]], now: datetime
@@ -331,46 +448,30 @@ class Ingestor:
     def _upsert_rollup(
         self, conn: Connection, rollup: dict[tuple[str, datetime, str, int], list[int]]
     ) -> None:
-        keys = sorted(rollup)
         raw = conn.connection.driver_connection
         assert raw is not None
-        if self.sqlite:
-            cur = raw.cursor()
-            try:
-                cur.executemany(
-                    _SQLITE_UPSERT_ROLLUP,
-                    [
-                        (c, h.strftime(_SQLITE_TS), m, p, *rollup[(c, h, m, p)])
-                        for (c, h, m, p) in keys
-                    ],
-                )
-            finally:
-                cur.close()
-            return
-        cols: list[list[Any]] = [[] for _ in range(8)]
-        for key in keys:
-            agg = rollup[key]
-            for j in range(4):
-                cols[j].append(key[j])
-                cols[4 + j].append(agg[j])
-        with raw.cursor() as cur:
-            cur.execute(_PG_UPSERT_ROLLUP, cols)
+        cur = raw.cursor()
+        try:
+            cur.executemany(
+                _SQLITE_UPSERT_ROLLUP,
+                [
+                    (c, h.strftime(_SQLITE_TS), m, p, *rollup[(c, h, m, p)])
+                    for (c, h, m, p) in sorted(rollup)
+                ],
+            )
+        finally:
+            cur.close()
 
     def _record_unpriced(
         self, conn: Connection, unpriced: dict[tuple[str, str], int], now: datetime
     ) -> None:
         raw = conn.connection.driver_connection
         assert raw is not None
-        if self.sqlite:
-            sql = _UNPRICED_UPSERT.format(p="?")
-            ts: Any = now.astimezone(UTC).strftime(_SQLITE_TS)
-        else:
-            sql = _UNPRICED_UPSERT.format(p="%s")
-            ts = now
+        ts = now.astimezone(UTC).strftime(_SQLITE_TS)
         cur = raw.cursor()
         try:
             for (model, day), count in sorted(unpriced.items()):
-                cur.execute(sql, (model, day, count, ts))
+                cur.execute(_UNPRICED_UPSERT.format(p="?"), (model, day, count, ts))
         finally:
             cur.close()
 

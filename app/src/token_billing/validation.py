@@ -25,6 +25,7 @@ class Event(NamedTuple):
     output_tokens: int
     occurred_at: datetime  # aware, UTC
     metadata: str | None  # compact JSON text
+    occurred_at_text: str  # normalised RFC 3339 text (<= 6 fraction digits), same instant
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ def error(code: str, field: str | None, message: str) -> dict[str, Any]:
 
 def parse_timestamp(value: Any) -> datetime | None:
     """RFC 3339 timestamp with an explicit offset -> aware UTC datetime, else None."""
+    parsed = parse_timestamp_text(value)
+    return None if parsed is None else parsed[0]
+
+
+def parse_timestamp_text(value: Any) -> tuple[datetime, str] | None:
+    """Like parse_timestamp, also returning the normalised text (microsecond precision)."""
     if type(value) is not str or _RFC3339.fullmatch(value) is None:
         return None
     text = value.upper()
@@ -58,7 +65,7 @@ def parse_timestamp(value: Any) -> datetime | None:
         dt = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return dt.astimezone(UTC)
+    return dt.astimezone(UTC), text
 
 
 def _id_field(obj: dict[str, Any], name: str, required: bool) -> tuple[str | None, Any]:
@@ -154,13 +161,14 @@ def validate_event(
     raw_ts = obj.get("occurred_at")
     if raw_ts is None:
         return None, error("missing_field", "occurred_at", "occurred_at is required")
-    occurred_at = parse_timestamp(raw_ts)
-    if occurred_at is None:
+    parsed = parse_timestamp_text(raw_ts)
+    if parsed is None:
         return None, error(
             "invalid_value",
             "occurred_at",
             "occurred_at must be an RFC 3339 timestamp with offset, e.g. 2025-01-31T23:59:59Z",
         )
+    occurred_at, occurred_text = parsed
     if occurred_at > now + limits.max_skew:
         return None, error(
             "out_of_range", "occurred_at", "occurred_at is in the future beyond allowed clock skew"
@@ -197,6 +205,7 @@ def validate_event(
             output_tokens,
             occurred_at,
             meta_text,
+            occurred_text,
         ),
         None,
     )
