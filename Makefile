@@ -8,7 +8,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 APT_PACKAGES := podman runc uidmap slirp4netns debootstrap postgresql patchelf make git
-MOLECULE_SCENARIOS ?= default
+MOLECULE_SCENARIOS ?= default conda fleet upstream
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -29,10 +29,11 @@ deps: ## install missing Debian packages (podman, runc, debootstrap, postgresql,
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "deps: ok"; fi
 
-$(VENV)/.stamp: requirements.txt
+$(VENV)/.stamp: requirements.txt app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e ./app
 	touch $@
 
 venv: $(VENV)/.stamp ## create the project virtualenv from pinned requirements
@@ -57,12 +58,14 @@ lab-down: venv ## remove the lab fleet
 lab-status: venv ## show the lab hosts
 	$(VENV)/bin/python lab/lab.py status
 
-lint: venv ## yamllint, ansible-lint (production profile)
+lint: venv ## yamllint, ansible-lint (production profile), ruff
 	yamllint --strict .
 	ansible-lint
+	ruff check app lab tests roles
+	ruff format --check app
 
-unit: venv ## unit tests of the lab tooling
-	pytest -q tests/unit
+unit: deps venv ## unit tests: project plugins, lab conda + mirror, billing service (SQLite and PostgreSQL)
+	pytest -q tests/unit tests/labconda app/tests
 
 molecule: deps venv image mirror ## every Molecule scenario, one after the other
 	@export LAB_IMAGE=$$($(VENV)/bin/python lab/lab.py image); \

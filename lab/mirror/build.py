@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gzip
 import hashlib
-import io
 import json
 import os
 import re
@@ -30,7 +29,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -654,7 +652,7 @@ def write_files_json(out_dir: Path) -> None:
 def write_locks(out: Path, envs: dict[str, dict], repodata: dict[str, dict], mirror_url: str) -> list[str]:
     """@EXPLICIT locks of each env file against this build of the channel."""
     import rattler
-    from rattler import RepoDataRecord, PackageRecord  # noqa: F401
+    from rattler import PackageRecord, RepoDataRecord  # noqa: F401
     channel_dir = out / "conda" / CHANNEL_NAME
     written = []
     lock_dir = out / "envs"

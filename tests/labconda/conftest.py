@@ -26,7 +26,7 @@ def _builder_python() -> str:
         venv = REPO / ".venv-mirror" / "bin" / "python"
         if venv.exists():
             return str(venv)
-        pytest.skip("py-rattler/whl2conda not installed: create .venv-mirror (see lab/mirror/README.md)")
+        pytest.fail("py-rattler/whl2conda not installed: run make venv (see lab/mirror/README.md)")
 
 
 @pytest.fixture(scope="session")

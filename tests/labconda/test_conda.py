@@ -1,12 +1,8 @@
 """The lab conda double against the contract (conda-cli-contract.md sections 0, 2, 3, 5)."""
-import json
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from conftest import ENVS, NEW
+from conftest import NEW
 
 LINK_KEYS = {"base_url", "build_number", "build_string", "channel", "dist_name", "name", "platform", "version"}
 ERR_KEYS = {"caused_by", "error", "exception_name", "exception_type", "message"}
@@ -100,7 +96,7 @@ def test_config_merge_final_aliases_and_errors(conda, tmp_path):
     assert out == {"channel_priority": "disabled"}
     # unknown key
     err = conda.json("config", "--show", "no_such_key", rc=1, home=home)
-    assert ERR_KEYS <= set(err) and err["exception_name"] == "CondaKeyError"
+    assert set(err) >= ERR_KEYS and err["exception_name"] == "CondaKeyError"
     assert err["message"] == "'no_such_key': unknown parameter"
     assert err["exception_type"] == "<class 'conda.exceptions.CondaKeyError'>"
     r = conda("config", "--show", "no_such_key", home=home)
@@ -253,7 +249,7 @@ def test_env_remove(conda, tmp_path, base):
     err = conda.json("env", "remove", "-n", "ghost", "--yes", rc=1)
     assert err["message"] == f"Not a conda environment: {base / 'envs' / 'ghost'}"
     r = conda("env", "remove", "-n", "ghost", "--yes")
-    assert r.returncode == 1 and f"EnvironmentLocationNotFound: Not a conda environment: " in r.stderr
+    assert r.returncode == 1 and "EnvironmentLocationNotFound: Not a conda environment: " in r.stderr
     assert conda("env", "remove", "-p", base, "--yes").returncode == 1
     plain = tmp_path / "plain"
     plain.mkdir()

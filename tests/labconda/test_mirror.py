@@ -4,10 +4,8 @@ import importlib.util
 import json
 import re
 import zipfile
-from pathlib import Path
 
 import yaml
-
 from conftest import ENVS, REPO
 
 

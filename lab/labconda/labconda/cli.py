@@ -8,14 +8,20 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import traceback
 
 from . import LAB_DOUBLE_NOTE, __version__
-from .config import PARAMETERS, ALIASES, Config, show_value
-from .errors import (ArgumentError, CondaEnvironmentError, CondaError, CondaKeyError,
-                     CondaValueError, DirectoryNotACondaEnvironmentError,
-                     EnvironmentLocationNotFound, LabCondaNotImplemented)
+from .config import ALIASES, PARAMETERS, Config, show_value
+from .errors import (
+    ArgumentError,
+    CondaEnvironmentError,
+    CondaError,
+    CondaKeyError,
+    CondaValueError,
+    DirectoryNotACondaEnvironmentError,
+    EnvironmentLocationNotFound,
+    LabCondaNotImplemented,
+)
 
 JSON_MODE = False
 
@@ -508,7 +514,7 @@ def _confirm(question: str) -> bool:
 # ---- remove -------------------------------------------------------------------
 
 def cmd_env_remove(cfg: Config, args) -> int:
-    from .core import (installed_records, is_conda_env, link_entry, rec_name, unregister_env)
+    from .core import installed_records, is_conda_env, link_entry, rec_name, unregister_env
     prefix = _target_prefix(cfg, args)
     if not os.path.exists(prefix):
         raise EnvironmentLocationNotFound(prefix)

@@ -19,11 +19,17 @@ import urllib.request
 from pathlib import Path
 
 from . import __version__
-from .channels import SUBDIRS, canonical_name, resolve_channels
+from .channels import canonical_name, resolve_channels
 from .config import Config, pkgs_dir_writable
-from .errors import (CondaEnvException, CondaError, CondaHTTPError, CondaValueError,
-                     LibMambaUnsatisfiableError, NoChannelsConfiguredError,
-                     PackagesNotFoundInChannelsError)
+from .errors import (
+    CondaEnvException,
+    CondaError,
+    CondaHTTPError,
+    CondaValueError,
+    LibMambaUnsatisfiableError,
+    NoChannelsConfiguredError,
+    PackagesNotFoundInChannelsError,
+)
 
 PLATFORM = "linux-64"
 CONDA_VERSION = __version__
@@ -103,7 +109,7 @@ def env_name(cfg: Config, prefix: str) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")
 
 
 def env_details(cfg: Config, prefix: str) -> dict:
@@ -302,8 +308,8 @@ def make_gateway(cfg: Config, pkgs_dir: str):
 
 
 def solve(cfg: Config, channel_urls: list[str], specs: list[str], pkgs_dir: str):
-    from rattler import Channel, ChannelPriority, MatchSpec, VirtualPackage
     import rattler
+    from rattler import Channel, ChannelPriority, MatchSpec, VirtualPackage
 
     if not channel_urls:
         raise NoChannelsConfiguredError()
@@ -435,6 +441,7 @@ class EnvSpec:
 
 def read_env_file(path: str) -> EnvSpec:
     import yaml
+
     from .errors import EnvironmentFileNotFound
 
     if not os.path.isfile(path):

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import rattler
-    from rattler import PrefixRecord, RepoDataRecord  # noqa: F401
+    from rattler import PrefixRecord, RepoDataRecord
 
     prefix = os.path.abspath(args.prefix)
     pkgs = os.path.abspath(args.payload)
@@ -65,7 +65,6 @@ def main(argv=None) -> int:
                 installed.append(pr)
                 old[pr.name.normalized] = pr
     had_tag = os.path.exists(os.path.join(prefix, "CACHEDIR.TAG"))
-    from rattler import MatchSpec
     asyncio.run(rattler.install(records, prefix, cache_dir=pkgs, installed_packages=installed,
                                 execute_link_scripts=not args.skip_scripts and False, show_progress=False,
                                 requested_specs=_specs(records)))
