@@ -212,7 +212,7 @@ class Server:
                 "TOKEN_BILLING_WORKERS": str(workers),
                 "TOKEN_BILLING_THREADS": str(threads),
                 "TOKEN_BILLING_LOG_LEVEL": "warning",
-                "TOKEN_BILLING_DB_POOL_SIZE": str(threads + 1),
+                "TOKEN_BILLING_DB_POOL_SIZE": str(threads),
                 "TOKEN_BILLING_PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),
             }
         )
@@ -522,7 +522,7 @@ def main() -> int:
     )
     ap.add_argument("--quick", action="store_true", help="smaller, faster run")
     ap.add_argument("--workers", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--concurrency", type=int, default=6, help="concurrent batch clients")
     ap.add_argument(
         "--batch-requests",

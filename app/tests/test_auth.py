@@ -91,3 +91,23 @@ def test_scopes_parsing_and_provisioned_keys(env: Env) -> None:
 def test_public_endpoints_need_no_key(env: Env) -> None:
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert env.client.get(path).status_code == 200, path
+
+
+def test_auth_cache_bounds_revocation_delay(env: Env) -> None:
+    import time
+
+    from conftest import make_settings
+    from token_billing.app import create_app
+
+    settings = make_settings(env.settings.database_url, auth_cache_seconds="1")
+    client = create_app(settings, env.engine).test_client()
+    assert client.get("/v1/prices", headers=env.read).status_code == 200
+    with env.engine.begin() as conn:
+        assert auth.revoke_key(conn, auth.split_key(env.keys["read"]) or "")
+    # cached for at most auth_cache_seconds...
+    assert client.get("/v1/prices", headers=env.read).status_code == 200
+    time.sleep(1.1)
+    r = client.get("/v1/prices", headers=env.read)
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "revoked_api_key"
+    # failures are never cached
+    assert client.get("/v1/prices", headers=bearer("tbk_nope")).status_code == 401

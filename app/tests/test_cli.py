@@ -22,6 +22,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, db_url: str) -> str:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TOKEN_BILLING_DATABASE_URL", db_url)
     monkeypatch.setenv("TOKEN_BILLING_LOG_LEVEL", "warning")
+    monkeypatch.setenv("TOKEN_BILLING_AUTH_CACHE_SECONDS", "0")  # revocation checked at once
     return db_url
 
 

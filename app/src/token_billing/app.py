@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     ingestor = Ingestor(engine, settings)
     currency = settings.currency
     retry_after = str(settings.retry_after_seconds)
+    auth_cache = auth.AuthCache(settings.auth_cache_seconds)
 
     app = Flask("token_billing")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -98,8 +99,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         def deco(fn: F) -> F:
             @functools.wraps(fn)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                with engine.connect() as conn:
-                    key = auth.authenticate(conn, request.headers.get("Authorization"))
+                header = request.headers.get("Authorization")
+                key = auth_cache.get(header)
+                if key is None:
+                    with engine.connect() as conn:
+                        key = auth.authenticate(conn, header)
+                    auth_cache.put(header, key)  # type: ignore[arg-type]
                 if not key.allows(scope):
                     raise auth.AuthError(
                         403,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -154,3 +156,39 @@ def authenticate(conn: Connection, header: str | None) -> ApiKey:
     if row[2] is not None:
         raise AuthError(401, "revoked_api_key", "API key has been revoked")
     return ApiKey(key_id=key_id, name=row[3], scopes=frozenset(row[1].split(",")))
+
+
+class AuthCache:
+    """Per-process cache of successful authentications (never of failures).
+
+    Saves the key lookup on the hot ingest path. A revoked key keeps working for at most
+    ``ttl`` seconds in a process that used it recently (setting ``auth_cache_seconds``;
+    0 disables the cache).
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[ApiKey, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, header: str | None) -> ApiKey | None:
+        if self.ttl <= 0 or not header:
+            return None
+        entry = self._entries.get(header)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            with self._lock:
+                self._entries.pop(header, None)
+            return None
+        return entry[0]
+
+    def put(self, header: str, key: ApiKey) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[header] = (key, time.monotonic() + self.ttl)

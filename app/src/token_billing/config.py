@@ -41,7 +41,7 @@ class Settings:
     db_statement_timeout_ms: int = 30000
     bind: str = "127.0.0.1:8080"
     workers: int = 2
-    threads: int = 4
+    threads: int = 8
     timeout: int = 30
     graceful_timeout: int = 25
     keepalive: int = 5
@@ -54,6 +54,7 @@ class Settings:
     max_event_age_days: int = 400
     max_clock_skew_seconds: int = 300
     retry_after_seconds: int = 2
+    auth_cache_seconds: int = 5
     currency: str = "USD"
     prometheus_multiproc_dir: str = ""
     # where the settings came from (for check-config); not a setting itself
@@ -198,6 +199,7 @@ CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "max_event_age_days": _int(1),
     "max_clock_skew_seconds": _int(0),
     "retry_after_seconds": _int(1, 3600),
+    "auth_cache_seconds": _int(0, 3600),
     "currency": _currency,
     "prometheus_multiproc_dir": _str,
 }
