@@ -412,7 +412,7 @@ def run_rate_load(
 
 # -- 4. 10M stored events + monthly query ---------------------------------------------------------------
 def load_events(dsn: str, n_events: int, chunk: int = 1_000_000) -> dict[str, float]:
-    """Generate n_events over the last 60 days into usage_events and the hourly rollup."""
+    """Generate n_events over the last 60 days into usage_events and both rollups."""
     t0 = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
@@ -462,8 +462,23 @@ def load_events(dsn: str, n_events: int, chunk: int = 1_000_000) -> dict[str, fl
                         output_tokens = u.output_tokens + EXCLUDED.output_tokens
                     """
                 )
+                conn.execute(
+                    """
+                    INSERT INTO usage_daily AS d (customer_id, day, model, price_id, event_count,
+                        input_tokens, cached_input_tokens, output_tokens)
+                    SELECT customer_id, date_trunc('day', occurred_at), model, price_id, count(*),
+                           sum(input_tokens), sum(cached_input_tokens), sum(output_tokens)
+                    FROM gen GROUP BY 1, 2, 3, 4
+                    ON CONFLICT (customer_id, day, model, price_id) DO UPDATE SET
+                        event_count = d.event_count + EXCLUDED.event_count,
+                        input_tokens = d.input_tokens + EXCLUDED.input_tokens,
+                        cached_input_tokens = d.cached_input_tokens + EXCLUDED.cached_input_tokens,
+                        output_tokens = d.output_tokens + EXCLUDED.output_tokens
+                    """
+                )
             log(f"    loaded {hi:,} / {n_events:,} events ({time.perf_counter() - t0:.0f} s)")
         conn.execute("VACUUM ANALYZE usage_hourly")
+        conn.execute("VACUUM ANALYZE usage_daily")
         conn.execute("ANALYZE usage_events")
         total = conn.execute("SELECT count(*) FROM usage_events").fetchone()[0]  # type: ignore[index]
         rollup = conn.execute("SELECT count(*) FROM usage_hourly").fetchone()[0]  # type: ignore[index]
@@ -633,6 +648,8 @@ def main() -> int:
         if server is not None:
             server.stop()
         cluster.destroy()
+    figures["loadavg_end"] = os.getloadavg()
+    log(f"load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     log(json.dumps({k: v for k, v in figures.items() if k != "queries"}, default=str))

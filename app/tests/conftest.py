@@ -17,7 +17,7 @@ from token_billing.config import Settings, load_settings
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 from token_billing.pricing import parse_price_records, store_prices
-from token_billing.schema import usage_events, usage_hourly
+from token_billing.schema import usage_daily, usage_events, usage_hourly
 from token_billing.testing.pgcluster import PgBinariesMissing, PgCluster
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -131,16 +131,30 @@ class Env:
             return int(conn.execute(select(func.count()).select_from(usage_events)).scalar_one())
 
     def rollup_totals(self) -> tuple[int, int, int, int]:
+        """Totals of the hourly rollup; asserts the daily rollup and raw events agree."""
+        out = []
         with self.engine.connect() as conn:
-            row = conn.execute(
+            for t in (usage_hourly, usage_daily):
+                row = conn.execute(
+                    select(
+                        func.coalesce(func.sum(t.c.event_count), 0),
+                        func.coalesce(func.sum(t.c.input_tokens), 0),
+                        func.coalesce(func.sum(t.c.cached_input_tokens), 0),
+                        func.coalesce(func.sum(t.c.output_tokens), 0),
+                    )
+                ).one()
+                out.append((int(row[0]), int(row[1]), int(row[2]), int(row[3])))
+            ev = conn.execute(
                 select(
-                    func.coalesce(func.sum(usage_hourly.c.event_count), 0),
-                    func.coalesce(func.sum(usage_hourly.c.input_tokens), 0),
-                    func.coalesce(func.sum(usage_hourly.c.cached_input_tokens), 0),
-                    func.coalesce(func.sum(usage_hourly.c.output_tokens), 0),
+                    func.count(),
+                    func.coalesce(func.sum(usage_events.c.input_tokens), 0),
+                    func.coalesce(func.sum(usage_events.c.cached_input_tokens), 0),
+                    func.coalesce(func.sum(usage_events.c.output_tokens), 0),
                 )
             ).one()
-        return (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        assert out[0] == out[1], f"hourly {out[0]} != daily {out[1]}"
+        assert out[0] == tuple(int(x) for x in ev), f"rollup {out[0]} != events {tuple(ev)}"
+        return out[0]
 
 
 def ts(dt: datetime) -> str:

@@ -192,3 +192,32 @@ def test_metrics_count_outcomes(env: Env) -> None:
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 200]
     text = env.client.get("/metrics").data.decode()
     assert "token_billing_http_request_duration_seconds_bucket" in text
+
+
+def test_daily_and_hourly_reports_agree(env: Env) -> None:
+    t0 = env.month + timedelta(days=2)
+    batch = [
+        env.event(
+            f"d{i}",
+            occurred_at=ts(t0 + timedelta(minutes=97 * i)),
+            model=("small", "gpt-test")[i % 2],
+        )
+        for i in range(40)
+    ]
+    assert env.post(batch).status_code == 200
+
+    def report(start: str, end: str) -> list[tuple[str, str, int, str]]:
+        r = env.client.get(
+            "/v1/usage",
+            query_string={"start": start, "end": end, "granularity": "day"},
+            headers=env.read,
+        )
+        return [
+            (x["period_start"], x["model"], x["events"], x["cost"]) for x in r.get_json()["rows"]
+        ]
+
+    # whole days -> daily rollup; an hour-aligned range -> hourly rollup: same answer
+    daily = report(ts(t0), ts(t0 + timedelta(days=4)))
+    hourly = report(ts(t0 - timedelta(hours=1)), ts(t0 + timedelta(days=4)))
+    assert daily == hourly
+    assert sum(x[2] for x in daily) == 40

@@ -70,6 +70,20 @@ WITH src AS (
         count(*) AS n, sum(input_tokens) AS i, sum(cached_input_tokens) AS ci,
         sum(output_tokens) AS o
     FROM ins GROUP BY 1, 2, 3, 4
+), agg_day AS (
+    SELECT customer_id, date_trunc('day', hour) AS day, model, price_id, sum(n) AS n,
+        sum(i) AS i, sum(ci) AS ci, sum(o) AS o
+    FROM agg GROUP BY 1, 2, 3, 4
+), up_day AS (
+    INSERT INTO usage_daily AS d (customer_id, day, model, price_id, event_count,
+        input_tokens, cached_input_tokens, output_tokens)
+    SELECT customer_id, day, model, price_id, n, i, ci, o FROM agg_day
+    ORDER BY customer_id, day, model, price_id
+    ON CONFLICT (customer_id, day, model, price_id) DO UPDATE SET
+        event_count = d.event_count + EXCLUDED.event_count,
+        input_tokens = d.input_tokens + EXCLUDED.input_tokens,
+        cached_input_tokens = d.cached_input_tokens + EXCLUDED.cached_input_tokens,
+        output_tokens = d.output_tokens + EXCLUDED.output_tokens
 ), up AS (
     INSERT INTO usage_hourly AS u (customer_id, hour, model, price_id, invoice_id,
         event_count, input_tokens, cached_input_tokens, output_tokens)
@@ -92,6 +106,17 @@ INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, inp
     cached_input_tokens, output_tokens, occurred_at, received_at, price_id, metadata)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id) DO NOTHING
+"""
+
+_SQLITE_UPSERT_DAILY = """
+INSERT INTO usage_daily (customer_id, day, model, price_id, event_count,
+    input_tokens, cached_input_tokens, output_tokens)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (customer_id, day, model, price_id) DO UPDATE SET
+    event_count = event_count + excluded.event_count,
+    input_tokens = input_tokens + excluded.input_tokens,
+    cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens
 """
 
 _SQLITE_UPSERT_ROLLUP = """
@@ -450,8 +475,24 @@ class Ingestor:
     ) -> None:
         raw = conn.connection.driver_connection
         assert raw is not None
+        daily: dict[tuple[str, datetime, str, int], list[int]] = {}
+        for (c, h, m, p), agg in rollup.items():
+            key = (c, h.replace(hour=0), m, p)
+            d = daily.get(key)
+            if d is None:
+                daily[key] = list(agg)
+            else:
+                for j in range(4):
+                    d[j] += agg[j]
         cur = raw.cursor()
         try:
+            cur.executemany(
+                _SQLITE_UPSERT_DAILY,
+                [
+                    (c, d.strftime(_SQLITE_TS), m, p, *daily[(c, d, m, p)])
+                    for (c, d, m, p) in sorted(daily)
+                ],
+            )
             cur.executemany(
                 _SQLITE_UPSERT_ROLLUP,
                 [

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from .pricing import cost, money_str, prices_by_id
-from .schema import unpriced_rejections, usage_hourly
+from .schema import unpriced_rejections, usage_daily, usage_hourly
 
 GRANULARITIES = ("hour", "day", "month")
 
@@ -57,9 +57,8 @@ def next_month(dt: datetime) -> datetime:
     return dt.replace(month=dt.month + 1)
 
 
-def _bucket(conn: Connection, granularity: str) -> Any:
-    col = usage_hourly.c.hour
-    if granularity == "hour":
+def _bucket(conn: Connection, granularity: str, col: Any) -> Any:
+    if granularity == "hour" or (granularity == "day" and col.name == "day"):
         return col
     if conn.dialect.name == "postgresql":
         return func.date_trunc(granularity, col)
@@ -87,8 +86,13 @@ def usage_report(
     """Usage and exact cost per (period, customer, model) for ``start <= hour < end``."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
-    bucket = _bucket(conn, granularity).label("bucket")
-    u = usage_hourly.c
+    # day/month reports over whole days read the daily rollup (~31 rows per customer,
+    # model and price for a month); anything else reads the hourly one
+    day_aligned = all(t.hour == 0 and t.minute == 0 and t.second == 0 for t in (start, end))
+    table = usage_daily if granularity != "hour" and day_aligned else usage_hourly
+    u = table.c
+    time_col = u.day if table is usage_daily else u.hour
+    bucket = _bucket(conn, granularity, time_col).label("bucket")
     q = (
         select(
             bucket,
@@ -100,7 +104,7 @@ def usage_report(
             func.sum(u.cached_input_tokens),
             func.sum(u.output_tokens),
         )
-        .where(u.hour >= start, u.hour < end)
+        .where(time_col >= start, time_col < end)
         .group_by(bucket, u.customer_id, u.model, u.price_id)
     )
     if customer_id is not None:
@@ -166,7 +170,7 @@ def customer_spend(
 ) -> dict[str, Any]:
     """Spend in the current calendar month (UTC) up to now."""
     start = month_start(now)
-    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    end = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     rows = usage_report(conn, start, end, granularity="month", customer_id=customer_id)
     total = sum((r.cost for r in rows), Decimal(0))
     return {

@@ -167,6 +167,23 @@ usage_hourly = Table(
     Index("ix_usage_hourly_hour", "hour"),
 )
 
+# Daily rollup (by occurrence day, never re-labelled): serves day/month reports and the
+# current-period spend with at most ~31 rows per customer, model and price.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("customer_id", String(128), nullable=False),
+    Column("day", UTCDateTime(), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("price_id", Integer, nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer_id", "day", "model", "price_id", name="pk_usage_daily"),
+    Index("ix_usage_daily_day", "day"),
+)
+
 invoices = Table(
     "invoices",
     metadata,

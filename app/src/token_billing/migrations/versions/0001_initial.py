@@ -78,6 +78,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_usage_hourly_hour", "usage_hourly", ["hour"])
     op.create_table(
+        "usage_daily",
+        sa.Column("customer_id", sa.String(128), nullable=False),
+        sa.Column("day", UTCDateTime(), nullable=False),
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("price_id", sa.Integer, nullable=False),
+        sa.Column("event_count", sa.BigInteger, nullable=False),
+        sa.Column("input_tokens", sa.BigInteger, nullable=False),
+        sa.Column("cached_input_tokens", sa.BigInteger, nullable=False),
+        sa.Column("output_tokens", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("customer_id", "day", "model", "price_id", name="pk_usage_daily"),
+    )
+    op.create_index("ix_usage_daily_day", "usage_daily", ["day"])
+    op.create_table(
         "invoices",
         sa.Column("invoice_id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("invoice_number", sa.String(200), nullable=False, unique=True),
@@ -173,6 +186,7 @@ def downgrade() -> None:
         "unpriced_rejections",
         "invoice_lines",
         "invoices",
+        "usage_daily",
         "usage_hourly",
         "usage_events",
         "prices",
