@@ -280,3 +280,32 @@ def test_spend_and_csv_export(env: Env) -> None:
     assert bad.status_code == 400 and "whole hour" in bad.get_json()["error"]["message"]
     assert env.client.get("/v1/usage?start=x&end=y", headers=env.read).status_code == 400
     assert env.client.get("/v1/usage", headers=env.read).status_code == 400
+
+
+def test_price_loaded_while_service_runs_is_used_at_once(env: Env) -> None:
+    """The ingest path caches the price book; a new price must still apply immediately."""
+    t_old = env.month + timedelta(days=1)
+    t_new = env.month + timedelta(days=20)
+    assert env.post(env.event("p-old", occurred_at=ts(t_old))).status_code == 200  # warms caches
+    r = _load(
+        env,
+        [
+            {
+                "model": "gpt-test",
+                "effective_from": ts(env.month + timedelta(days=10)),
+                "input_per_mtok": "100",
+                "output_per_mtok": "100",
+                "cached_input_per_mtok": "100",
+            }
+        ],
+    )
+    assert r.get_json()["inserted"] == 1
+    assert env.post(env.event("p-new", occurred_at=ts(t_new))).status_code == 200
+    rows = env.client.get(
+        "/v1/usage",
+        query_string={"start": ts(env.month), "end": ts(env.next_month), "granularity": "day"},
+        headers=env.read,
+    ).get_json()["rows"]
+    costs = {r["period_start"][:10]: Decimal(r["cost"]) for r in rows}
+    assert costs[f"{t_old:%Y-%m-%d}"] == Decimal("0.00996")
+    assert costs[f"{t_new:%Y-%m-%d}"] == Decimal("0.15")  # 1500 tokens x 100 / 1e6

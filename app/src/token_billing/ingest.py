@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,14 +52,18 @@ _PG_COLUMNS = (
     ("metadata", "text"),
 )
 
-# One statement, one round trip: insert the events (sorted by event_id), roll up ONLY the
-# rows actually inserted (RETURNING of the insert) into usage_hourly, return their ids.
-# Each column travels as one JSON array parameter (cheap to build, parsed in C).
+# One statement: insert the events (sorted by event_id), roll up ONLY the rows actually
+# inserted (RETURNING of the insert) into usage_hourly and usage_daily, return their ids.
+# Each column travels as one JSON array parameter (cheap to build, parsed in C). The
+# price-book guard makes it write nothing (and return STALE_MARKER) when prices were
+# added since the caller priced the batch; it runs after LOCK prices IN SHARE MODE, so
+# its snapshot includes every committed price load.
 _PG_INGEST = f"""
 WITH src AS (
     SELECT {", ".join(f"c{i}::{t} AS {n}" for i, (n, t) in enumerate(_PG_COLUMNS))}
     FROM ROWS FROM ({", ".join("json_array_elements_text(%s::json)" for _ in _PG_COLUMNS)})
         AS t({", ".join(f"c{i}" for i in range(len(_PG_COLUMNS)))})
+    WHERE (SELECT coalesce(max(price_id), 0) FROM prices) = %s
 ), ins AS (
     INSERT INTO usage_events ({", ".join(n for n, _ in _PG_COLUMNS)})
     SELECT * FROM src ORDER BY event_id
@@ -96,9 +101,23 @@ WITH src AS (
         output_tokens = u.output_tokens + EXCLUDED.output_tokens
 )
 SELECT event_id FROM ins
+UNION ALL
+SELECT E'\\n' WHERE (SELECT coalesce(max(price_id), 0) FROM prices) <> %s
 """
+# never a valid event_id (not printable): "the price book changed, nothing was written"
+STALE_MARKER = "\n"
+BOOK_TTL = 5.0
 
-_PG_PRICES = "SELECT price_id, model, effective_from FROM prices WHERE model = ANY(%s::text[])"
+_PG_GUARD = "SELECT E'\\n' WHERE (SELECT coalesce(max(price_id), 0) FROM prices) <> %s"
+_PG_UNPRICED = """
+INSERT INTO unpriced_rejections AS r (model, day, rejected_count, last_seen_at)
+SELECT %s, %s, %s, %s WHERE (SELECT coalesce(max(price_id), 0) FROM prices) = %s
+ON CONFLICT (model, day) DO UPDATE SET
+    rejected_count = r.rejected_count + EXCLUDED.rejected_count,
+    last_seen_at = EXCLUDED.last_seen_at
+"""
+_PG_ALL_PRICES = "SELECT price_id, model, effective_from FROM prices"
+
 _PG_CUSTOMERS = "SELECT customer_id FROM customers WHERE customer_id = ANY(%s::text[])"
 
 _SQLITE_INSERT_EVENT = """
@@ -172,6 +191,7 @@ class Ingestor:
         # Customers are never deleted, so a positive cache is safe.
         self._known_customers: set[str] = set()
         self._lock = threading.Lock()
+        self._book: tuple[PriceBook, int, float] | None = None
 
     # -- public ----------------------------------------------------------------------------
     def ingest(self, items: Sequence[Any], now: datetime | None = None) -> IngestOutcome:
@@ -351,6 +371,46 @@ class Ingestor:
                 self._record_unpriced(conn, unpriced, now)
         return self._finish_statuses(rows, inserted, index_of, status)
 
+    def _price_book(self, force: bool = False) -> tuple[PriceBook, int]:
+        """The whole price book, cached per process; ``version`` = max(price_id).
+
+        Prices are append-only, so max(price_id) identifies the book. Every ingest
+        statement re-checks it under the prices lock (see _PG_INGEST): a stale cache can
+        never price or reject an event.
+        """
+        cached = self._book
+        if not force and cached is not None and time.monotonic() - cached[2] < BOOK_TTL:
+            return cached[0], cached[1]
+        with self.hot_engine.connect() as sa_conn:
+            raw = sa_conn.connection.driver_connection
+            assert raw is not None
+            try:
+                rows = raw.execute(_PG_ALL_PRICES).fetchall()
+            except BaseException:
+                sa_conn.invalidate()
+                raise
+        version = max((r[0] for r in rows), default=0)
+        book = PriceBook((r[0], r[1], r[2]) for r in rows)
+        self._book = (book, version, time.monotonic())
+        return book, version
+
+    def _pg_known_customers(self, wanted: set[str]) -> set[str]:
+        """Returns the unknown ones (positive results are cached: customers are never deleted)."""
+        unknown = wanted - self._known_customers
+        if not unknown:
+            return unknown
+        with self.hot_engine.connect() as sa_conn:
+            raw = sa_conn.connection.driver_connection
+            assert raw is not None
+            try:
+                found = {r[0] for r in raw.execute(_PG_CUSTOMERS, (sorted(unknown),)).fetchall()}
+            except BaseException:
+                sa_conn.invalidate()
+                raise
+        with self._lock:
+            self._known_customers |= found
+        return unknown - found
+
     def _store_pg(
         self,
         valid: list[tuple[int, Event]],
@@ -358,67 +418,88 @@ class Ingestor:
         errors: dict[int, dict[str, Any]],
         now: datetime,
     ) -> dict[str, list[int]]:
-        """Two round trips on an autocommit connection, each one pipeline:
+        """Usually ONE round trip on an autocommit connection, as one pipeline:
+        ``BEGIN; LOCK prices IN SHARE MODE; <insert + rollups, guarded by the price book
+        version>; <unpriced counters, same guard>; COMMIT``.
 
-        1. BEGIN; LOCK prices IN SHARE MODE; read prices (+ customers not yet cached);
-        2. the insert+rollup statement; unpriced counters; COMMIT.
-
-        No pre-ping: a dead pooled connection fails round trip 1 (nothing written), is
-        discarded, and the request retries once on a fresh connection.
+        Prices and known customers come from per-process caches; if the price book changed
+        meanwhile the guarded statements write nothing, and the batch is re-priced with a
+        fresh book and sent again. No pre-ping: a dead pooled connection fails the
+        round trip, is discarded and the request is tried once more (idempotent).
         """
         import psycopg
 
-        models = sorted({ev.model for _, ev in valid})
-        unknown = {ev.customer_id for _, ev in valid} - self._known_customers
-        for attempt in (1, 2):
-            with self.hot_engine.connect() as sa_conn:
-                raw = sa_conn.connection.driver_connection
-                assert raw is not None
-                try:
-                    with raw.pipeline():
-                        cur = raw.cursor()
-                        cur.execute("BEGIN")
-                        cur.execute("LOCK TABLE prices IN SHARE MODE")
-                        c_prices = raw.cursor()
-                        c_prices.execute(_PG_PRICES, (models,))
-                        c_cust = raw.cursor()
-                        if unknown:
-                            c_cust.execute(_PG_CUSTOMERS, (sorted(unknown),))
-                    price_rows = c_prices.fetchall()
-                    found = {r[0] for r in c_cust.fetchall()} if unknown else set()
-                except psycopg.OperationalError:
-                    sa_conn.invalidate()
-                    if attempt == 1:
-                        metrics.DB_ERRORS.labels("retry").inc()
-                        continue
-                    raise
-                try:
-                    if found:
-                        with self._lock:
-                            self._known_customers |= found
-                    book = PriceBook((r[0], r[1], r[2]) for r in price_rows)
+        for attempt in (1, 2, 3):
+            try:
+                unknown = self._pg_known_customers({ev.customer_id for _, ev in valid})
+                book, version = self._price_book(force=attempt > 1)
+                rows, index_of, unpriced = self._classify(
+                    valid, unknown, book.lookup, status, errors
+                )
+                if unpriced and attempt == 1:
+                    # never reject on a possibly stale cache: re-check with a fresh book
+                    for i, _ev in valid:
+                        status[i] = ACCEPTED
+                        errors.pop(i, None)
+                    book, version = self._price_book(force=True)
                     rows, index_of, unpriced = self._classify(
-                        valid, unknown - found, book.lookup, status, errors
+                        valid, unknown, book.lookup, status, errors
                     )
-                    with raw.pipeline():
-                        c_ins = raw.cursor()
-                        if rows:
-                            c_ins.execute(_PG_INGEST, self._pg_columns(rows))
-                        if unpriced:
-                            cur.executemany(
-                                _UNPRICED_UPSERT.format(p="%s"),
-                                [(m, d, n, now) for (m, d), n in sorted(unpriced.items())],
-                            )
-                        cur.execute("COMMIT")
-                    inserted = {r[0] for r in c_ins.fetchall()} if rows else set()
-                except BaseException:
-                    if raw.closed or raw.broken:
-                        sa_conn.invalidate()
-                    else:
-                        raw.rollback()
+                inserted, stale = self._pg_write(rows, unpriced, version, now)
+            except psycopg.OperationalError:
+                if attempt == 3:
                     raise
+                metrics.DB_ERRORS.labels("retry").inc()
+                for i, _ev in valid:
+                    status[i] = ACCEPTED
+                    errors.pop(i, None)
+                continue
+            if stale:  # a price was loaded meanwhile: nothing was written, re-price
+                for i, _ev in valid:
+                    status[i] = ACCEPTED
+                    errors.pop(i, None)
+                continue
             return self._finish_statuses(rows, inserted, index_of, status)
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise psycopg.OperationalError("price book kept changing; retry")
+
+    def _pg_write(
+        self,
+        rows: list[tuple[Event, int]],
+        unpriced: dict[tuple[str, str], int],
+        version: int,
+        now: datetime,
+    ) -> tuple[set[str], bool]:
+        with self.hot_engine.connect() as sa_conn:
+            raw = sa_conn.connection.driver_connection
+            assert raw is not None
+            try:
+                with raw.pipeline():
+                    cur = raw.cursor()
+                    cur.execute("BEGIN")
+                    cur.execute("LOCK TABLE prices IN SHARE MODE")
+                    c_ins = raw.cursor()
+                    c_guard = raw.cursor()
+                    if rows:
+                        c_ins.execute(_PG_INGEST, [*self._pg_columns(rows), version, version])
+                    else:
+                        c_guard.execute(_PG_GUARD, (version,))
+                    if unpriced:
+                        cur.executemany(
+                            _PG_UNPRICED,
+                            [(m, d, n, now, version) for (m, d), n in sorted(unpriced.items())],
+                        )
+                    cur.execute("COMMIT")
+                result = c_ins.fetchall() if rows else c_guard.fetchall()
+            except BaseException:
+                if raw.closed or raw.broken:
+                    sa_conn.invalidate()
+                else:
+                    raw.rollback()
+                raise
+        ids = {r[0] for r in result}
+        stale = STALE_MARKER in ids
+        ids.discard(STALE_MARKER)
+        return ids, stale
 
     @staticmethod
     def _pg_columns(rows: list[tuple[Event, int]]) -> list[str]:
