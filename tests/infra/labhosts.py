@@ -31,8 +31,18 @@ def _container(host: str) -> str:
     return f"tblab-{host}"
 
 
+def _members(inv: dict, group: str) -> set[str]:
+    entry = inv.get(group, {})
+    names = set(entry.get("hosts", []))
+    for child in entry.get("children", []):
+        names |= _members(inv, child)
+    return names
+
+
 def hosts_of(group: str) -> list[str]:
+    """testinfra host URLs of an inventory group (children included); fails on an empty group."""
     engine = os.environ.get("LAB_ENGINE", "podman")
-    inv = _inventory()
-    names = inv.get(group, {}).get("hosts", [])
+    names = sorted(_members(_inventory(), group))
+    if not names:
+        raise RuntimeError(f"inventory group {group!r} has no hosts")
     return [f"{engine}://{_container(h)}" for h in names]
