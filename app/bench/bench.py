@@ -455,7 +455,7 @@ def load_events(dsn: str, n_events: int, chunk: int = 1_000_000) -> dict[str, fl
                     SELECT customer_id, date_trunc('hour', occurred_at), model, price_id, 0, count(*),
                            sum(input_tokens), sum(cached_input_tokens), sum(output_tokens)
                     FROM gen GROUP BY 1, 2, 3, 4
-                    ON CONFLICT (customer_id, hour, model, price_id, invoice_id) DO UPDATE SET
+                    ON CONFLICT (customer_id, hour, model, price_id, invoice_id, shard) DO UPDATE SET
                         event_count = u.event_count + EXCLUDED.event_count,
                         input_tokens = u.input_tokens + EXCLUDED.input_tokens,
                         cached_input_tokens = u.cached_input_tokens + EXCLUDED.cached_input_tokens,
@@ -469,7 +469,7 @@ def load_events(dsn: str, n_events: int, chunk: int = 1_000_000) -> dict[str, fl
                     SELECT customer_id, date_trunc('day', occurred_at), model, price_id, count(*),
                            sum(input_tokens), sum(cached_input_tokens), sum(output_tokens)
                     FROM gen GROUP BY 1, 2, 3, 4
-                    ON CONFLICT (customer_id, day, model, price_id) DO UPDATE SET
+                    ON CONFLICT (customer_id, day, model, price_id, shard) DO UPDATE SET
                         event_count = d.event_count + EXCLUDED.event_count,
                         input_tokens = d.input_tokens + EXCLUDED.input_tokens,
                         cached_input_tokens = d.cached_input_tokens + EXCLUDED.cached_input_tokens,

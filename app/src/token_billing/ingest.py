@@ -80,21 +80,21 @@ WITH src AS (
         sum(i) AS i, sum(ci) AS ci, sum(o) AS o
     FROM agg GROUP BY 1, 2, 3, 4
 ), up_day AS (
-    INSERT INTO usage_daily AS d (customer_id, day, model, price_id, event_count,
+    INSERT INTO usage_daily AS d (customer_id, day, model, price_id, shard, event_count,
         input_tokens, cached_input_tokens, output_tokens)
-    SELECT customer_id, day, model, price_id, n, i, ci, o FROM agg_day
+    SELECT customer_id, day, model, price_id, pg_backend_pid() %% 8, n, i, ci, o FROM agg_day
     ORDER BY customer_id, day, model, price_id
-    ON CONFLICT (customer_id, day, model, price_id) DO UPDATE SET
+    ON CONFLICT (customer_id, day, model, price_id, shard) DO UPDATE SET
         event_count = d.event_count + EXCLUDED.event_count,
         input_tokens = d.input_tokens + EXCLUDED.input_tokens,
         cached_input_tokens = d.cached_input_tokens + EXCLUDED.cached_input_tokens,
         output_tokens = d.output_tokens + EXCLUDED.output_tokens
 ), up AS (
-    INSERT INTO usage_hourly AS u (customer_id, hour, model, price_id, invoice_id,
+    INSERT INTO usage_hourly AS u (customer_id, hour, model, price_id, invoice_id, shard,
         event_count, input_tokens, cached_input_tokens, output_tokens)
-    SELECT customer_id, hour, model, price_id, 0, n, i, ci, o FROM agg
+    SELECT customer_id, hour, model, price_id, 0, pg_backend_pid() %% 8, n, i, ci, o FROM agg
     ORDER BY customer_id, hour, model, price_id
-    ON CONFLICT (customer_id, hour, model, price_id, invoice_id) DO UPDATE SET
+    ON CONFLICT (customer_id, hour, model, price_id, invoice_id, shard) DO UPDATE SET
         event_count = u.event_count + EXCLUDED.event_count,
         input_tokens = u.input_tokens + EXCLUDED.input_tokens,
         cached_input_tokens = u.cached_input_tokens + EXCLUDED.cached_input_tokens,
@@ -131,7 +131,7 @@ _SQLITE_UPSERT_DAILY = """
 INSERT INTO usage_daily (customer_id, day, model, price_id, event_count,
     input_tokens, cached_input_tokens, output_tokens)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (customer_id, day, model, price_id) DO UPDATE SET
+ON CONFLICT (customer_id, day, model, price_id, shard) DO UPDATE SET
     event_count = event_count + excluded.event_count,
     input_tokens = input_tokens + excluded.input_tokens,
     cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
@@ -142,7 +142,7 @@ _SQLITE_UPSERT_ROLLUP = """
 INSERT INTO usage_hourly (customer_id, hour, model, price_id, invoice_id, event_count,
     input_tokens, cached_input_tokens, output_tokens)
 VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)
-ON CONFLICT (customer_id, hour, model, price_id, invoice_id) DO UPDATE SET
+ON CONFLICT (customer_id, hour, model, price_id, invoice_id, shard) DO UPDATE SET
     event_count = event_count + excluded.event_count,
     input_tokens = input_tokens + excluded.input_tokens,
     cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,

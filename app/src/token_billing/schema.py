@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -149,6 +150,9 @@ usage_events = Table(
 # Hourly rollup, maintained in the same transaction as the event insert.
 # invoice_id = 0 means "not yet invoiced"; invoicing re-labels rows with the invoice id,
 # so a late event for an invoiced hour lands in a fresh open row (-> adjustment).
+# shard: concurrent writers add to different rows of a hot (customer, hour, model, price)
+# (PostgreSQL: backend pid % 8), so batches do not queue on each other's row locks;
+# every reader sums over shards.
 usage_hourly = Table(
     "usage_hourly",
     metadata,
@@ -157,12 +161,13 @@ usage_hourly = Table(
     Column("model", String(128), nullable=False),
     Column("price_id", Integer, nullable=False),
     Column("invoice_id", Integer, nullable=False, server_default="0"),
+    Column("shard", SmallInteger, nullable=False, server_default="0"),
     Column("event_count", BigInteger, nullable=False),
     Column("input_tokens", BigInteger, nullable=False),
     Column("cached_input_tokens", BigInteger, nullable=False),
     Column("output_tokens", BigInteger, nullable=False),
     PrimaryKeyConstraint(
-        "customer_id", "hour", "model", "price_id", "invoice_id", name="pk_usage_hourly"
+        "customer_id", "hour", "model", "price_id", "invoice_id", "shard", name="pk_usage_hourly"
     ),
     Index("ix_usage_hourly_hour", "hour"),
 )
@@ -176,11 +181,12 @@ usage_daily = Table(
     Column("day", UTCDateTime(), nullable=False),
     Column("model", String(128), nullable=False),
     Column("price_id", Integer, nullable=False),
+    Column("shard", SmallInteger, nullable=False, server_default="0"),
     Column("event_count", BigInteger, nullable=False),
     Column("input_tokens", BigInteger, nullable=False),
     Column("cached_input_tokens", BigInteger, nullable=False),
     Column("output_tokens", BigInteger, nullable=False),
-    PrimaryKeyConstraint("customer_id", "day", "model", "price_id", name="pk_usage_daily"),
+    PrimaryKeyConstraint("customer_id", "day", "model", "price_id", "shard", name="pk_usage_daily"),
     Index("ix_usage_daily_day", "day"),
 )
 

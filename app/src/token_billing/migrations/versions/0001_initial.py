@@ -68,12 +68,19 @@ def upgrade() -> None:
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("price_id", sa.Integer, nullable=False),
         sa.Column("invoice_id", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("shard", sa.SmallInteger, nullable=False, server_default="0"),
         sa.Column("event_count", sa.BigInteger, nullable=False),
         sa.Column("input_tokens", sa.BigInteger, nullable=False),
         sa.Column("cached_input_tokens", sa.BigInteger, nullable=False),
         sa.Column("output_tokens", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint(
-            "customer_id", "hour", "model", "price_id", "invoice_id", name="pk_usage_hourly"
+            "customer_id",
+            "hour",
+            "model",
+            "price_id",
+            "invoice_id",
+            "shard",
+            name="pk_usage_hourly",
         ),
     )
     op.create_index("ix_usage_hourly_hour", "usage_hourly", ["hour"])
@@ -83,13 +90,20 @@ def upgrade() -> None:
         sa.Column("day", UTCDateTime(), nullable=False),
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("price_id", sa.Integer, nullable=False),
+        sa.Column("shard", sa.SmallInteger, nullable=False, server_default="0"),
         sa.Column("event_count", sa.BigInteger, nullable=False),
         sa.Column("input_tokens", sa.BigInteger, nullable=False),
         sa.Column("cached_input_tokens", sa.BigInteger, nullable=False),
         sa.Column("output_tokens", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("customer_id", "day", "model", "price_id", name="pk_usage_daily"),
+        sa.PrimaryKeyConstraint(
+            "customer_id", "day", "model", "price_id", "shard", name="pk_usage_daily"
+        ),
     )
     op.create_index("ix_usage_daily_day", "usage_daily", ["day"])
+    if op.get_bind().dialect.name == "postgresql":
+        # rollup rows are updated in place by every batch: leave room for HOT updates
+        for table in ("usage_hourly", "usage_daily"):
+            op.execute(f"ALTER TABLE {table} SET (fillfactor = 50)")
     op.create_table(
         "invoices",
         sa.Column("invoice_id", sa.Integer, primary_key=True, autoincrement=True),
