@@ -20,7 +20,7 @@ def test_prefix_owned_by_root(host):
     assert prefix.is_directory
     assert prefix.user == "root"
     assert prefix.mode == 0o755
-    record = json.loads(host.file(f"{PREFIX}/conda-meta/ansible-installer.json").content_string)
+    record = json.loads(host.file(f"{PREFIX}/conda-meta/ansible-installer.record").content_string)
     assert len(record["sha256"]) == 64
     assert "latest" not in record["file"]
 
@@ -65,7 +65,7 @@ def test_pip_points_at_the_mirror(host):
 @pytest.mark.parametrize("name", sorted(ENVS))
 def test_env_built_from_recorded_spec(host, name):
     env = f"{PREFIX}/envs/{name}"
-    record = json.loads(host.file(f"{env}/conda-meta/ansible-env.json").content_string)
+    record = json.loads(host.file(f"{env}/conda-meta/ansible-env.record").content_string)
     assert record["name"] == name
     assert len(record["spec_sha256"]) == 64
     version = host.check_output(f"{env}/bin/python -c 'import sys; print(sys.version.split()[0])'")
