@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Env, bearer
 from token_billing import auth
+
+from .tb_testlib import Env, bearer
 
 
 def _tamper(key: str) -> str:
@@ -96,8 +97,9 @@ def test_public_endpoints_need_no_key(env: Env) -> None:
 def test_auth_cache_bounds_revocation_delay(env: Env) -> None:
     import time
 
-    from conftest import make_settings
     from token_billing.app import create_app
+
+    from .tb_testlib import make_settings
 
     settings = make_settings(env.settings.database_url, auth_cache_seconds="1")
     client = create_app(settings, env.engine).test_client()

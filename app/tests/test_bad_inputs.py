@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Env, ts
+from .tb_testlib import Env, ts
 
 # (description, overrides or callable, expected code, expected field)
 FIELD_CASES: list[tuple[str, dict[str, Any], str, str | None]] = [

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import add_months, month_start, ts
 from token_billing.app import create_app
 from token_billing.cli import main
 from token_billing.config import load_settings
+
+from .tb_testlib import add_months, month_start, ts
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from conftest import Env, make_settings, provision
 from token_billing.app import create_app
 from token_billing.db import make_engine
 from token_billing.ingest import Ingestor
 from token_billing.migrate import upgrade
 from token_billing.testing.pgcluster import PgCluster
+
+from .tb_testlib import Env, make_settings, provision
 
 
 def test_failure_mid_transaction_stores_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +127,7 @@ def test_sqlite_unreachable_then_recovers(tmp_path: Path) -> None:
 def _months() -> tuple[object, object]:
     from datetime import UTC, datetime
 
-    from conftest import add_months, month_start
+    from .tb_testlib import add_months, month_start
 
     m = add_months(month_start(datetime.now(UTC)), -2)
     return m, add_months(m, 1)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import requests
 
-from conftest import add_months, make_settings, month_start, provision, ts
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 from token_billing.testing.pgcluster import PgCluster, free_port
+
+from .tb_testlib import add_months, make_settings, month_start, provision, ts
 
 
 def _metric(text: str, name: str, labels: str) -> float:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from conftest import Env, ts
 from token_billing.ingest import Ingestor
+
+from .tb_testlib import Env, ts
 
 
 def test_single_event_accepted_then_duplicate(env: Env) -> None:

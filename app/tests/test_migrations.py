@@ -6,9 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from conftest import Env
 from token_billing.migrate import head_revision, schema_status, upgrade
 from token_billing.schema import metadata
+
+from .tb_testlib import Env
 
 
 def test_migrated_schema_matches_metadata(env: Env) -> None:

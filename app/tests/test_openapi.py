@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import Env
+from .tb_testlib import Env
 
 
 def _flask_routes(app: object) -> dict[tuple[str, str], str | None]:

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from conftest import Env, add_months, ts
 from token_billing.pricing import Price, cost, line_amount, money_str
+
+from .tb_testlib import Env, add_months, ts
 
 
 def _load(env: Env, prices: list[dict[str, str]]) -> object:
