@@ -15,7 +15,12 @@ MARK = "## Variables"
 
 
 def cell(value: object) -> str:
-    text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool | int | float):
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+    else:
+        text = yaml.safe_dump(value, default_flow_style=True).strip()
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 

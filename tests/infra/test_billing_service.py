@@ -15,7 +15,7 @@ def test_service_running_enabled_listening(host):
     service = host.service("token-billing")
     assert service.is_running
     assert service.is_enabled
-    assert host.socket("tcp://0.0.0.0:8080").is_listening
+    assert host.socket("tcp://0.0.0.0:8000").is_listening
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,6 @@ def test_config_is_private_and_secret_free(host):
 
 
 def test_ready_and_serving_metrics(host):
-    ready = json.loads(host.check_output("curl -fsS http://127.0.0.1:8080/readyz"))
+    ready = json.loads(host.check_output("curl -fsS http://127.0.0.1:8000/readyz"))
     assert ready["status"] == "ready"
-    assert "token_billing_" in host.check_output("curl -fsS http://127.0.0.1:8080/metrics")
+    assert "token_billing_" in host.check_output("curl -fsS http://127.0.0.1:8000/metrics")

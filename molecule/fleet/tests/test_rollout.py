@@ -61,7 +61,7 @@ def haproxy_servers() -> dict[str, str]:
 
 
 def ready(container: str) -> bool:
-    return '"ready"' in sh(container, "curl -s http://127.0.0.1:8080/readyz", check=False)
+    return '"ready"' in sh(container, "curl -s http://127.0.0.1:8000/readyz", check=False)
 
 
 def test_broken_release_stops_on_first_host_and_rolls_it_back():
