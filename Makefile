@@ -61,7 +61,7 @@ lab-status: venv ## show the lab hosts
 lint: venv ## yamllint, ansible-lint (production profile), ruff
 	yamllint --strict .
 	ansible-lint
-	ruff check app lab tests roles plugins
+	ruff check app lab tests roles plugins molecule
 	ruff format --check app
 
 unit: deps venv ## unit tests: project plugins, lab conda + mirror, billing service (SQLite and PostgreSQL)

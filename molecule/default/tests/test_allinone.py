@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from labhosts import hosts_of
 
@@ -40,14 +40,21 @@ def test_event_through_the_balancer_is_counted_once(host):
 
 def test_unauthenticated_ingest_is_refused(host):
     code = host.check_output(
-        "curl -s -o /dev/null -w '%%{http_code}' -X POST -H 'Content-Type: application/json' "
-        "--data-binary '{}' http://127.0.0.1/v1/usage/events"
+        "curl -s -o /dev/null -w %s -X POST -H 'Content-Type: application/json' "
+        "--data-binary '{}' http://127.0.0.1/v1/usage/events",
+        "%{http_code}",
     )
     assert code == "401"
 
 
-def test_read_key_sees_usage(host):
+def test_read_key_sees_the_usage(host):
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = day.strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = host.check_output(
-        "curl -sS -o /dev/null -w '%%{http_code}' -H 'Authorization: Bearer %s' http://127.0.0.1/openapi.json", READ
+        "curl -sS -H 'Authorization: Bearer %s' 'http://127.0.0.1/v1/usage?customer_id=acme&start=%s&end=%s'",
+        READ,
+        start,
+        end,
     )
-    assert out == "200"
+    assert "gpt-lab-large" in out, out
