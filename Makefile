@@ -14,9 +14,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export CONTAINERS_CONF := $(CURDIR)/lab/podman/containers.conf
 export LAB_ENGINE ?= podman
+export LAB_ANSIBLE_CONNECTION := $(if $(filter docker,$(LAB_ENGINE)),community.docker.docker,lab_podman)
 
 
-.PHONY: help deps venv image mirror lab lab-down lab-status lint unit molecule test clean
+.PHONY: help deps venv image mirror lab lab-down lab-status lint unit molecule test bench-app bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -68,10 +69,26 @@ unit: deps venv ## unit tests: project plugins, lab conda + mirror, billing serv
 	pytest -q tests/unit tests/labconda app/tests
 
 molecule: deps venv image mirror ## every Molecule scenario, one after the other
-	@export LAB_IMAGE=$$($(VENV)/bin/python lab/lab.py image); \
-	for s in $(MOLECULE_SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; done
+	@export LAB_IMAGE=$$($(VENV)/bin/python lab/lab.py image); passed=0; failed=0; skipped=0; \
+	for s in $(MOLECULE_SCENARIOS); do \
+	  if [ -x molecule/$$s/precheck ] && ! reason=$$(molecule/$$s/precheck); then \
+	    echo "== molecule $$s: skipped: $$reason"; skipped=$$((skipped + 1)); continue; fi; \
+	  echo "== molecule test -s $$s"; start=$$(date +%s); \
+	  if molecule test -s $$s; then passed=$$((passed + 1)); echo "== molecule $$s: passed in $$(( $$(date +%s) - start )) s"; \
+	  else failed=$$((failed + 1)); echo "== molecule $$s: FAILED"; fi; \
+	done; \
+	echo "molecule: $$passed passed, $$failed failed, $$skipped skipped"; [ $$failed -eq 0 ]
 
 test: deps venv lint unit molecule ## everything CI runs
+
+bench-app: deps venv ## billing service ingest/query benchmark (prints figures, ~7 min)
+	$(VENV)/bin/python app/bench/bench.py
+
+bench-conda: deps venv mirror ## env build cold/warm cache, rerun of the conda roles (prints figures)
+	$(VENV)/bin/python lab/bench.py conda
+
+bench-fleet: deps venv mirror ## full lab deploy, idempotent rerun, v1 -> v2 rollout (prints figures; recreates the lab)
+	$(VENV)/bin/python lab/bench.py fleet
 
 clean: lab-down ## remove the lab fleet and build products
 	rm -rf build

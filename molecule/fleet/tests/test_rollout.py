@@ -29,11 +29,11 @@ def sh(container: str, command: str, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
-def playbook(name: str, *extra: str) -> tuple[int, str, float]:
+def playbook(name: str, *extra: str, env: dict | None = None) -> tuple[int, str, float]:
     start = time.monotonic()
     proc = subprocess.run(
         ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks" / name), *extra],
-        capture_output=True, text=True, cwd=PROJECT,
+        capture_output=True, text=True, cwd=PROJECT, env={**os.environ, **(env or {})},
     )
     elapsed = time.monotonic() - start
     print(f"{name} {' '.join(extra)}: rc={proc.returncode} in {elapsed:.1f} s")
@@ -130,13 +130,23 @@ def test_envs_before_cleanup(container):
     assert {"token-billing-v0", "token-billing-v1", "token-billing-v2"} <= set(envs)
 
 
+def cleanup_reports(*extra: str) -> dict[str, dict]:
+    """Run cleanup_envs.yml; the per-host report of its last task."""
+    rc, out, _ = playbook("cleanup_envs.yml", *extra, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    assert rc == 0, out[-3000:]
+    tasks = json.JSONDecoder().raw_decode(out, out.index("{"))[0]["plays"][-1]["tasks"]
+    report = next(t for t in tasks if t["task"]["name"].endswith("Report the cleanup"))
+    return {host: result["msg"] for host, result in report["hosts"].items()}
+
+
 def test_cleanup_removes_only_the_retired_env():
-    rc, out, _ = playbook("cleanup_envs.yml", "--check")
-    assert rc == 0, out[-3000:]
-    assert "'would_remove': ['token-billing-v0']" in out or '"would_remove": ["token-billing-v0"]' in out, out[-3000:]
+    for host, report in cleanup_reports("--check").items():
+        assert report["would_remove"] == ["token-billing-v0"], (host, report)
+        assert report["removed"] == []
     assert all("token-billing-v0" in sh(c, "ls /opt/miniconda3/envs") for c in APPS)
-    rc, out, _ = playbook("cleanup_envs.yml")
-    assert rc == 0, out[-3000:]
+    for host, report in cleanup_reports().items():
+        assert report["removed"] == ["token-billing-v0"], (host, report)
+        assert set(report["kept"]) == {"token-billing-v1", "token-billing-v2"}
     for c in APPS:
         assert sh(c, "ls /opt/miniconda3/envs").split() == ["token-billing-v1", "token-billing-v2"]
         assert ready(c)

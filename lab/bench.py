@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Provisioning benchmarks on the lab fleet. Prints figures; passes or fails nothing.
+
+  bench.py conda   env build with a cold and a warm package cache (on app1),
+                   and a rerun of the miniconda + conda_env roles on converged hosts
+  bench.py fleet   full lab deploy from empty hosts, idempotent site rerun,
+                   v1 -> v2 rollout on two app hosts (then back to v1)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = os.environ.get("LAB_ENGINE", "podman")
+INVENTORY = str(ROOT / "inventories/lab/hosts.yml")
+
+
+def timed(args: list[str], **kw: object) -> tuple[float, str]:
+    start = time.monotonic()
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, **kw)  # type: ignore[call-overload]
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(args[:4])} failed (rc {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return elapsed, proc.stdout
+
+
+def playbook(name: str, *extra: str) -> tuple[float, int]:
+    elapsed, out = timed(["ansible-playbook", "-i", INVENTORY, f"playbooks/{name}", *extra])
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", out.split("PLAY RECAP")[-1]))
+    return elapsed, changed
+
+
+def on_app1(command: str) -> float:
+    return timed([ENGINE, "exec", "tblab-app1", "sh", "-c", command])[0]
+
+
+def bench_conda() -> None:
+    timed([sys.executable, "lab/lab.py", "up"])
+    playbook("conda.yml")
+    conda = "/opt/miniconda3/bin/conda"
+    spec = "/opt/miniconda3/env-specs/token-billing-v1.yml"
+    cold = "rm -rf /tmp/bench-env /tmp/bench-pkgs && mkdir /tmp/bench-pkgs && touch /tmp/bench-pkgs/urls.txt"
+    on_app1(cold)
+    t_cold = on_app1(f"cd /tmp && CONDA_PKGS_DIRS=/tmp/bench-pkgs {conda} env create --json --file {spec} -p /tmp/bench-env >/dev/null")
+    on_app1(f"{conda} env remove -p /tmp/bench-env --yes --json >/dev/null")
+    t_warm = on_app1(f"cd /tmp && CONDA_PKGS_DIRS=/tmp/bench-pkgs {conda} env create --json --file {spec} -p /tmp/bench-env >/dev/null")
+    on_app1(f"{conda} env remove -p /tmp/bench-env --yes --json >/dev/null; rm -rf /tmp/bench-pkgs")
+    t_rerun, changed = playbook("conda.yml")
+    print(f"env build token-billing-v1, cold package cache: {t_cold:.1f} s")
+    print(f"env build token-billing-v1, warm package cache: {t_warm:.1f} s")
+    print(f"rerun of miniconda + conda_env (mirror + 2 app hosts): {t_rerun:.1f} s, {changed} changed")
+
+
+def bench_fleet() -> None:
+    timed([sys.executable, "lab/lab.py", "down"])
+    t_up, _ = timed([sys.executable, "lab/lab.py", "up"])
+    t_site, c_site = playbook("site.yml")
+    t_rerun, c_rerun = playbook("site.yml")
+    t_roll, _ = playbook("deploy.yml", "-e", "billing_service_release=v2")
+    t_back, _ = playbook("rollback.yml")
+    print(f"lab hosts from nothing (5 containers booted): {t_up:.1f} s")
+    print(f"full deploy from empty hosts (site.yml): {t_site:.1f} s, {c_site} changed")
+    print(f"idempotent site.yml rerun: {t_rerun:.1f} s, {c_rerun} changed")
+    print(f"rollout v1 -> v2 on two app hosts (deploy.yml): {t_roll:.1f} s")
+    print(f"rollback v2 -> v1 (rollback.yml): {t_back:.1f} s")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in ("conda", "fleet"):
+        sys.exit(__doc__)
+    {"conda": bench_conda, "fleet": bench_fleet}[sys.argv[1]]()
