@@ -128,21 +128,7 @@ class PgCluster:
         for _ in range(5):
             self.port = free_port()
             try:
-                self._run_as_postgres(
-                    [
-                        str(self.bindir / "pg_ctl"),
-                        "-D",
-                        str(self.datadir),
-                        "-l",
-                        str(self.logfile),
-                        "-o",
-                        f"-p {self.port}",
-                        "-w",
-                        "-t",
-                        "60",
-                        "start",
-                    ]
-                )
+                self._pg_ctl_start()
             except subprocess.CalledProcessError as exc:
                 last_err = (exc.stderr or exc.stdout or "").strip()
                 time.sleep(0.2)
@@ -161,6 +147,10 @@ class PgCluster:
 
     def restart_same_port(self) -> None:
         """Start again on the port used before (after ``stop()``)."""
+        self._pg_ctl_start()
+        self.running = True
+
+    def _pg_ctl_start(self) -> None:
         self._run_as_postgres(
             [
                 str(self.bindir / "pg_ctl"),
@@ -176,7 +166,6 @@ class PgCluster:
                 "start",
             ]
         )
-        self.running = True
 
     def destroy(self) -> None:
         self.stop("immediate")
