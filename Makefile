@@ -17,7 +17,7 @@ export LAB_ENGINE ?= podman
 export LAB_ANSIBLE_CONNECTION := $(if $(filter docker,$(LAB_ENGINE)),community.docker.docker,lab_podman)
 
 
-.PHONY: help deps venv image mirror lab lab-down lab-status lint unit molecule test bench-app bench-conda bench-fleet clean
+.PHONY: help deps venv image mirror lab lab-run lab-down lab-status lint unit molecule test bench-app bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,11 +45,17 @@ image: deps venv ## build (or reuse) the lab host image
 mirror: venv ## build the internal mirror content offline (conda channel, PyPI index, installers)
 	rm -rf build/wheels && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel -q --no-deps ./app -w build/wheels
 	$(VENV)/bin/python lab/mirror/build.py --out build/mirror --app-wheel build/wheels/*.whl
-	tar --sort=name --owner=0 --group=0 --numeric-owner -C build/mirror -cf build/mirror.tar.new .
+	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@315532800 -C build/mirror -cf build/mirror.tar.new .
 	@if cmp -s build/mirror.tar.new build/mirror.tar; then rm build/mirror.tar.new; echo "mirror: content unchanged"; \
 	else mv build/mirror.tar.new build/mirror.tar; echo "mirror: build/mirror.tar updated"; fi
 
-lab: deps venv mirror ## bring up the lab fleet and converge playbooks/site.yml on it
+lab: ## bring up the lab fleet and converge playbooks/site.yml on it (prints this and the previous run's time)
+	@start=$$(date +%s); $(MAKE) --no-print-directory lab-run || exit 1; \
+	took=$$(( $$(date +%s) - start )); prev=$$(cat build/make-lab.seconds 2>/dev/null || echo none); \
+	echo "$$took s" > build/make-lab.seconds; \
+	echo "make lab: done in $$took s (previous make lab: $$prev)"
+
+lab-run: deps venv mirror
 	$(VENV)/bin/python lab/lab.py up
 	$(VENV)/bin/python lab/lab.py converge playbooks/site.yml
 
