@@ -7,7 +7,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 PYTHON ?= python3
-APT_PACKAGES := podman runc uidmap slirp4netns debootstrap postgresql patchelf make git curl python3-venv
+APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname uidmap slirp4netns debootstrap postgresql patchelf make git curl python3-venv
 MOLECULE_SCENARIOS ?= default conda fleet upstream
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

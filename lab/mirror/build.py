@@ -1,19 +1,32 @@
 #!/usr/bin/env python3
-"""Build the lab's offline conda mirror.
+"""Build the lab's conda mirror: real conda, its runtime, and every env's packages.
 
-Usage (from the repository root, with the mirror venv):
+Usage (from the repository root, with the project venv):
 
-    .venv-mirror/bin/python lab/mirror/build.py --out build/mirror [--app-wheel PATH ...]
+    .venv/bin/python lab/mirror/build.py --out build/mirror [--app-wheel PATH ...]
+    .venv/bin/python lab/mirror/build.py --source upstream --upstream URL --out DIR
 
-Produces, fully offline from PyPI wheels and this machine's CPython:
+Two ways to fill the same tree:
 
-    <out>/conda/conda-forge/{linux-64,noarch}/   .conda packages + repodata.json
-    <out>/pypi/simple/<project>/index.html        PEP 503 index (+ wheels)
-    <out>/installers/LabConda-<v>-0-Linux-x86_64.sh (+ .sha256, .files.json)
-    <out>/envs/<env>.lock.txt                      @EXPLICIT locks of envs/*.yml
+  offline   (default) real conda built from its own source tarballs
+            (--conda-src, default ../shared/conda-src) the way its recipe does
+            (pip install + `conda init --install`), conda's runtime and every
+            pinned env package converted from its PyPI wheel (whl2conda),
+            python repackaged from this machine's CPython 3.11.7.
+  upstream  the workflow of a connected staging machine (see upstream.py).
 
-Every step is keyed on a hash of its inputs (kept under --cache, default
-build/cache): a warm rebuild only redoes what changed.
+Output:
+
+    <out>/conda/conda-forge/{linux-64,noarch}/  .conda packages + repodata.json
+    <out>/pypi/simple/<project>/index.html       PEP 503 index (+ wheels)
+    <out>/installers/CondaLab-<conda>-0-Linux-x86_64.sh (+ .sha256, .files.json)
+
+Every package is packed reproducibly (fixed timestamps, sorted members), so a
+fresh machine builds byte-identical packages and the committed
+envs/*.lock.txt stay valid; the build stops when a lock names a package the
+channel does not hold with that sha256. Every step is keyed on a hash of its
+inputs (kept under --cache, default build/cache): a warm rebuild only redoes
+what changed.
 """
 from __future__ import annotations
 
@@ -21,6 +34,7 @@ import argparse
 import asyncio
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -30,15 +44,16 @@ import subprocess
 import sys
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-LABCONDA_SRC = REPO / "lab" / "labconda"
 ENVS_DIR = REPO / "envs"
+DEFAULT_CONDA_SRC = REPO.parent / "shared" / "conda-src"
 
 # Bump to invalidate a step's cached outputs when its recipe changes.
-RECIPE = {"python": 3, "python_abi": 1, "wheel": 2, "labconda": 4, "payload": 3, "installer": 4}
+RECIPE = {"python": 4, "python_abi": 2, "wheel": 3, "conda": 1, "payload": 4, "installer": 5, "sdist": 1}
 
 PY_VERSION = "3.11.7"
 PY_ABI = "cp311"
@@ -46,18 +61,41 @@ PY_BUILD = "h0lab_0_cpython"
 PYTHON_ABI_VERSION = "3.11"
 PYTHON_ABI_BUILD = "8_cp311"
 CHANNEL_NAME = "conda-forge"
+# Reproducible archives: every member and index.json carry this time.
+EPOCH = 315532800
+EPOCH_MS = EPOCH * 1000
 
-# The lab conda distribution: installer versions (the newest is the default
-# one a host installs; the older one exists to test an in-place upgrade).
-LABCONDA_VERSIONS = ["26.5.0", "26.7.1"]
-INSTALLER_NAME = "LabConda"
-# Wheels making up the installer's base environment besides python & labconda.
-BASE_WHEELS = {"py-rattler": "0.28.0", "pyyaml": "6.0.3"}
+# Real conda, built from ../shared/conda-src. The first is the conda inside the
+# production pin (Miniconda3-py312_25.1.1-2); the second is the newest release.
+CONDA_VERSIONS = ["25.1.1", "26.7.1"]
+INSTALLER_NAME = "CondaLab"
+# conda's run requirements (recipe/meta.yaml, pyproject.toml) as PyPI pins, minus
+# conda-libmamba-solver and menuinst: neither is available offline, so the lab
+# build runs the classic solver (pycosat) and says so in its condarc.
+CONDA_RUNTIME = {
+    "archspec": "0.2.5", "backports.zstd": "1.0.0", "boltons": "25.0.0", "certifi": "2025.8.3",
+    "charset-normalizer": "3.4.2", "conda-package-handling": "2.4.0", "conda-package-streaming": "0.12.0",
+    "distro": "1.9.0", "frozendict": "2.4.7", "idna": "3.10", "jsonpatch": "1.33", "jsonpointer": "3.0.0",
+    "msgpack": "1.1.1", "packaging": "25.0", "platformdirs": "4.3.8", "pluggy": "1.6.0", "pycosat": "0.6.6",
+    "requests": "2.32.4", "ruamel.yaml": "0.18.14", "setuptools": "80.9.0", "tqdm": "4.67.1",
+    "truststore": "0.10.1", "urllib3": "2.5.0", "zstandard": "0.23.0",
+}
+CONDA_DEPENDS = {
+    "25.1.1": ["archspec", "boltons", "charset-normalizer", "conda-package-handling", "distro", "frozendict",
+               "jsonpatch", "packaging", "platformdirs", "pluggy", "pycosat", "requests", "ruamel.yaml",
+               "setuptools", "tqdm", "truststore", "zstandard"],
+    "26.7.1": ["archspec", "backports.zstd", "boltons", "charset-normalizer", "conda-package-handling", "distro",
+               "frozendict", "msgpack", "packaging", "platformdirs", "pluggy", "pycosat", "requests",
+               "ruamel.yaml", "setuptools", "tqdm", "truststore"],
+}
+# PyPI publishes these only as source distributions: built into wheels here.
+SDIST_ONLY = {"pycosat"}
+GLIBC_TAG = "manylinux_2_36_x86_64"
 # Packages never converted from a wheel.
-NOT_WHEELS = {"python", "python_abi", "labconda"}
+NOT_WHEELS = {"python", "python_abi", "conda"}
 # conda name -> pip name where they differ (whl2conda -R mapping is the inverse).
-CONDA_TO_PIP = {}
-WHL2CONDA_RENAMES = [("typing-extensions", "typing-extensions")]
+CONDA_TO_PIP: dict[str, str] = {}
+WHL2CONDA_RENAMES = [("typing-extensions", "typing-extensions"), ("charset_normalizer", "charset-normalizer")]
 
 PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
 ZSTD_LEVEL = 9
@@ -152,8 +190,6 @@ def wanted_wheels(envs: dict[str, dict]) -> tuple[set[tuple[str, str]], set[tupl
             if not m:
                 raise SystemExit(f"pip requirement not pinned as name==version: {req!r}")
             pypi.add((m.group(1), m.group(2)))
-    for name, ver in BASE_WHEELS.items():
-        conv.add((name, ver))
     return conv, pypi
 
 
@@ -172,9 +208,31 @@ def find_wheel(wheel_dir: Path, name: str, ver: str) -> Path | None:
     return None
 
 
+def _pip(cmd: list[str], what: str, env: dict | None = None) -> None:
+    quiet = subprocess.DEVNULL if os.environ.get("MIRROR_QUIET_PIP") else None
+    if subprocess.run(cmd, stderr=quiet, env=env).returncode != 0:
+        raise SystemExit(f"mirror: pip could not fetch {what} from PyPI: give this machine PyPI access "
+                         f"or copy a filled build/cache/wheels from one that has it")
+
+
 def download_wheels(wheel_dir: Path, reqs: set[tuple[str, str]]) -> dict[tuple[str, str], Path]:
     wheel_dir.mkdir(parents=True, exist_ok=True)
     missing = sorted(r for r in reqs if not find_wheel(wheel_dir, *r))
+    for name, ver in [r for r in missing if norm(r[0]) in SDIST_ONLY]:
+        # built without debug info so that the wheel is the same on every machine
+        log(f"building wheel {name}=={ver} from its sdist")
+        env = dict(os.environ, CFLAGS="-g0 -O2", SOURCE_DATE_EPOCH=str(EPOCH))
+        tmp = wheel_dir / f".build-{norm(name)}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _pip([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+              "--no-binary", ":all:", "-w", str(tmp), f"{name}=={ver}"], f"{name}=={ver}", env)
+        # built against this machine's glibc (Debian 12: 2.36); whl2conda needs a manylinux tag
+        subprocess.run([sys.executable, "-m", "wheel", "tags", "--remove", "--platform-tag", GLIBC_TAG,
+                        *map(str, tmp.glob("*.whl"))], check=True, stdout=subprocess.DEVNULL, env=env)
+        for w in tmp.glob("*.whl"):
+            os.replace(w, wheel_dir / w.name)
+        shutil.rmtree(tmp)
+    missing = [r for r in missing if norm(r[0]) not in SDIST_ONLY]
     # one pip call per batch of distinct names (pip refuses two versions at once)
     while missing:
         batch, seen, rest = [], set(), []
@@ -189,24 +247,69 @@ def download_wheels(wheel_dir: Path, reqs: set[tuple[str, str]]) -> dict[tuple[s
                "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
                "--platform", "manylinux2014_x86_64", "--platform", "any"]
         cmd += [f"{n}=={v}" for n, v in batch]
-        subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL if os.environ.get("MIRROR_QUIET_PIP") else None)
+        _pip(cmd, ", ".join(f"{n}=={v}" for n, v in batch))
         missing = rest
     out = {}
     for r in reqs:
         w = find_wheel(wheel_dir, *r)
         if not w:
-            raise SystemExit(f"wheel not found after download: {r}")
+            raise SystemExit(f"mirror: wheel {r[0]}=={r[1]} not found after download")
         out[r] = w
     return out
 
 
+# --------------------------------------------------------------------------
+# reproducible .conda archives
+# --------------------------------------------------------------------------
+
+def _tar_bytes(root: Path, files: list[str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for rel in files:
+            ti = tf.gettarinfo(str(root / rel), arcname=rel)
+            ti.mtime = EPOCH
+            ti.uid = ti.gid = 0
+            ti.uname = ti.gname = ""
+            if ti.isreg():
+                with open(root / rel, "rb") as f:
+                    tf.addfile(ti, f)
+            else:
+                tf.addfile(ti)
+    return buf.getvalue()
+
+
+def pack_conda(stage: Path, out: Path) -> None:
+    """A .conda (v2) of stage/ whose bytes depend only on the files' content and modes."""
+    from backports import zstd
+
+    files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file() or p.is_symlink())
+    info = [f for f in files if f.startswith("info/")]
+    pkg = [f for f in files if not f.startswith("info/")]
+    stem = out.name[: -len(".conda")]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, data in (("metadata.json", json.dumps({"conda_pkg_format_version": 2}).encode()),
+                           (f"pkg-{stem}.tar.zst", zstd.compress(_tar_bytes(stage, pkg), level=ZSTD_LEVEL)),
+                           (f"info-{stem}.tar.zst", zstd.compress(_tar_bytes(stage, info), level=ZSTD_LEVEL))):
+            zi = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            zi.external_attr = 0o644 << 16
+            z.writestr(zi, data)
+    os.replace(tmp, out)
+
+
+def extract_conda(conda_file: Path, dest: Path) -> None:
+    from conda_package_handling import api as cph
+    cph.extract(str(conda_file), str(dest))
+
+
 def convert_wheel(wheel: Path, cache: Path) -> Path:
-    """whl2conda conversion (cached by the wheel's hash)."""
+    """whl2conda conversion, repacked reproducibly (cached by the wheel's hash)."""
     impure = not wheel.name.endswith("-none-any.whl")
     args = ["--format", "V2"] + (["--allow-impure"] if impure else [])
     for a, b in WHL2CONDA_RENAMES:
         args += ["-R", a, b]
-    key = key_of([RECIPE["wheel"], sha256_file(wheel), args, ZSTD_LEVEL])
+    key = key_of([RECIPE["wheel"], sha256_file(wheel), args, ZSTD_LEVEL, EPOCH])
     d = cache / "conda" / f"{wheel.name[:-4]}-{key}"
     done = list(d.glob("*.conda")) if d.is_dir() else []
     if len(done) == 1 and (d / ".ok").exists():
@@ -216,19 +319,25 @@ def convert_wheel(wheel: Path, cache: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     log(f"whl2conda {wheel.name}")
-    code = (
-        "import sys, conda_package_handling.conda_fmt as f; f.ZSTD_COMPRESS_LEVEL = %d\n"
-        "from whl2conda.cli.main import main\nsys.exit(main(sys.argv[1:]))\n" % ZSTD_LEVEL)
-    subprocess.run([sys.executable, "-c", code, "convert", str(wheel), "--out-dir", str(tmp),
-                    "--quiet", *args], check=True)
-    os.rename(tmp, d)
+    subprocess.run([sys.executable, "-m", "whl2conda", "convert", str(wheel), "--out-dir", str(tmp / "raw"),
+                    "--quiet", *args], check=True, stderr=subprocess.DEVNULL)
+    raw = next((tmp / "raw").glob("*.conda"))
+    stage = tmp / "stage"
+    extract_conda(raw, stage)
+    index = json.loads((stage / "info" / "index.json").read_text())
+    index["timestamp"] = EPOCH_MS
+    (stage / "info" / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    d.mkdir(parents=True)
+    pack_conda(stage, d / raw.name)
+    shutil.rmtree(tmp)
     (d / ".ok").write_text("ok\n")
-    return next(d.glob("*.conda"))
+    return d / raw.name
 
 
-# --------------------------------------------------------------------------
-# hand-made packages: python, python_abi, labconda
-# --------------------------------------------------------------------------
+def conda_name(conda_file: Path) -> str:
+    from rattler.package import IndexJson
+    return IndexJson.from_package_archive(conda_file).name.normalized
+
 
 def _paths_entry(root: Path, rel: str, placeholder: str | None, mode: str = "text") -> dict:
     p = root / rel
@@ -252,8 +361,6 @@ def _paths_entry(root: Path, rel: str, placeholder: str | None, mode: str = "tex
 def write_info_and_pack(stage: Path, index: dict, placeholders: dict[str, str], out_dir: Path,
                         extra_info: dict[str, str] | None = None, about: dict | None = None) -> Path:
     """Write info/ (index, paths, files, has_prefix, about) and pack a .conda."""
-    from conda_package_handling import api as cph
-
     files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
                    if (p.is_file() or p.is_symlink()) and not str(p.relative_to(stage)).startswith("info/"))
     info = stage / "info"
@@ -268,11 +375,7 @@ def write_info_and_pack(stage: Path, index: dict, placeholders: dict[str, str], 
     for name, text in (extra_info or {}).items():
         (info / name).write_text(text)
     fn = f"{index['name']}-{index['version']}-{index['build']}.conda"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    all_files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file() or p.is_symlink())
-    if (out_dir / fn).exists():
-        (out_dir / fn).unlink()
-    cph.create(str(stage), all_files, fn, str(out_dir), compression_level=ZSTD_LEVEL)
+    pack_conda(stage, out_dir / fn)
     return out_dir / fn
 
 
@@ -364,7 +467,7 @@ def build_python(cache: Path) -> Path:
         "name": "python", "version": PY_VERSION, "build": PY_BUILD, "build_number": 0,
         "subdir": "linux-64", "arch": "x86_64", "platform": "linux",
         "depends": [], "constrains": [f"python_abi {PYTHON_ABI_VERSION}.* *_{PY_ABI}"],
-        "license": "Python-2.0", "timestamp": int(time.time() * 1000),
+        "license": "Python-2.0", "timestamp": EPOCH_MS,
     }
     about = {"summary": f"CPython {PY_VERSION} repackaged from this machine's pyenv build (lab mirror)",
              "license": "Python-2.0", "home": "https://www.python.org"}
@@ -389,56 +492,96 @@ def build_python_abi(cache: Path) -> Path:
     index = {"name": "python_abi", "version": PYTHON_ABI_VERSION, "build": PYTHON_ABI_BUILD,
              "build_number": 8, "subdir": "linux-64", "arch": "x86_64", "platform": "linux",
              "depends": [], "constrains": ["python 3.11.* *_cpython"], "license": "BSD-3-Clause",
-             "timestamp": 1700000000000}
+             "timestamp": EPOCH_MS}
     write_info_and_pack(stage, index, {}, out_dir,
                         about={"summary": "Metapackage to select python implementation (lab mirror)"})
     shutil.rmtree(stage, ignore_errors=True)
     return out_dir / fn
 
 
-def labconda_sources() -> list[Path]:
-    pkg = LABCONDA_SRC / "labconda"
-    return sorted(p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+# --------------------------------------------------------------------------
+# real conda, from its source tarball
+# --------------------------------------------------------------------------
+
+def conda_tarball(src_dir: Path, version: str) -> Path:
+    tarball = src_dir / f"conda-{version}.tar.gz"
+    if not tarball.is_file():
+        raise SystemExit(f"mirror: real conda's source {tarball} is missing: point CONDA_SRC at a directory "
+                         f"holding conda-{'/'.join(CONDA_VERSIONS)}.tar.gz (+ SHA256SUMS), or fill the mirror "
+                         f"from upstream (MIRROR_SOURCE=upstream) on a connected machine")
+    sums = src_dir / "SHA256SUMS"
+    if sums.is_file():
+        want = {ln.split()[1].lstrip("*"): ln.split()[0] for ln in sums.read_text().splitlines() if ln.strip()}
+        if tarball.name in want and want[tarball.name] != sha256_file(tarball):
+            raise SystemExit(f"mirror: {tarball} does not match its sha256 in {sums}: replace the tarball")
+    return tarball
 
 
-def build_labconda(cache: Path, version: str) -> Path:
-    srcs = labconda_sources()
-    key = key_of([RECIPE["labconda"], version, [(str(p.relative_to(LABCONDA_SRC)), sha256_file(p)) for p in srcs]])
-    out_dir = cache / "pkgs" / f"labconda-{version}-{key}"
-    fn = f"labconda-{version}-py_0.conda"
-    if (out_dir / fn).exists():
+def build_conda(cache: Path, version: str, tarball: Path, runtime: dict[str, Path],
+                runtime_pkgs: dict[str, Path]) -> Path:
+    """conda <version> the way its recipe builds it: pip install + `conda init --install`."""
+    key = key_of([RECIPE["conda"], version, sha256_file(tarball), sorted(str(p.name) for p in runtime.values())])
+    out_dir = cache / "pkgs" / f"conda-{version}-{key}"
+    fn = f"conda-{version}-py311_0.conda"
+    if (out_dir / fn).exists() and (out_dir / ".ok").exists():
         return out_dir / fn
-    log(f"building labconda {version}")
-    stage = cache / "stage" / f"labconda-{version}"
-    shutil.rmtree(stage, ignore_errors=True)
-    for p in srcs:
-        rel = p.relative_to(LABCONDA_SRC / "labconda")
-        if rel.parts[0] == "data":
-            continue
-        d = stage / "site-packages" / "labconda" / rel
-        d.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, d)
-    (stage / "site-packages" / "labconda" / "_version.py").write_text(f'__version__ = "{version}"\n')
-    data = LABCONDA_SRC / "labconda" / "data"
+    log(f"building conda {version} from {tarball.name}")
+    work = cache / "stage" / f"conda-{version}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with tarfile.open(tarball) as tf:
+        tf.extractall(work / "src", filter="data")
+    src = next((work / "src").iterdir())
+    env = dict(os.environ, SETUPTOOLS_SCM_PRETEND_VERSION=version, SOURCE_DATE_EPOCH=str(EPOCH))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+                    "--no-build-isolation", str(src), "-w", str(work / "wheel")], check=True, env=env)
+    wheel = next((work / "wheel").glob("conda-*.whl"))
+    stage = work / "stage"
+    site = stage / "lib" / "python3.11" / "site-packages"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    # conda's runtime, unpacked from the same wheels the channel is made of, so that
+    # `conda init --install` can import conda
+    rt = work / "runtime"
+    for w in runtime.values():
+        with zipfile.ZipFile(w) as z:
+            z.extractall(rt)
+    (stage / "bin").mkdir()
+    os.symlink(sys.executable, stage / "bin" / "python")
+    home = work / "home"
+    home.mkdir()
+    subprocess.run([sys.executable, "-c", "import sys; from conda.core.initialize import install; "
+                    "sys.exit(install(sys.argv[1]))", str(stage)], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, PYTHONPATH=f"{site}:{rt}", PYTHONDONTWRITEBYTECODE="1", HOME=str(home),
+                            CONDARC=str(home / "condarc")))
+    (stage / "bin" / "python").unlink()
+    for p in list(stage.rglob("__pycache__")):
+        shutil.rmtree(p)
     placeholders = {}
-    for rel, name, mode in (("condabin/conda", "condabin_conda", 0o755),
-                            ("etc/profile.d/conda.sh", "conda.sh", 0o644)):
-        d = stage / rel
-        d.parent.mkdir(parents=True, exist_ok=True)
-        d.write_text((data / name).read_text().replace("@PREFIX@", PLACEHOLDER))
-        os.chmod(d, mode)
-        placeholders[rel] = PLACEHOLDER
-    index = {"name": "labconda", "version": version, "build": "py_0", "build_number": 0,
-             "subdir": "noarch", "noarch": "python",
-             "depends": ["python >=3.11", "py-rattler >=0.28", "pyyaml >=6"],
-             "license": "MIT", "timestamp": 1700000000000}
-    link = {"noarch": {"type": "python", "entry_points": ["conda = labconda.cli:main"]},
-            "package_metadata_version": 1}
-    about = {"summary": "Lab test double of the conda CLI, built on py-rattler (NOT real conda)",
-             "license": "MIT"}
-    write_info_and_pack(stage, index, placeholders, out_dir,
-                        extra_info={"link.json": json.dumps(link, indent=2) + "\n"}, about=about)
-    shutil.rmtree(stage, ignore_errors=True)
+    old = str(stage).encode()
+    for p in sorted(stage.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            data = p.read_bytes()
+            if old in data:
+                if b"\0" in data:
+                    raise SystemExit(f"mirror: binary file {p} embeds the build prefix")
+                placeholders[str(p.relative_to(stage))] = str(stage)
+    names = {n: conda_name(runtime_pkgs[n]) for n in CONDA_DEPENDS[version]}
+    index = {"name": "conda", "version": version, "build": "py311_0", "build_number": 0,
+             "subdir": "linux-64", "arch": "x86_64", "platform": "linux",
+             "depends": ["python >=3.11,<3.12.0a0", f"python_abi {PYTHON_ABI_VERSION}.* *_{PY_ABI}"]
+             + sorted(names.values()),
+             "license": "BSD-3-Clause", "timestamp": EPOCH_MS}
+    about = {"summary": f"conda {version} built from its source tarball for the lab mirror. The classic "
+                        "solver only: conda-libmamba-solver and menuinst are not available offline.",
+             "license": "BSD-3-Clause", "home": "https://github.com/conda/conda"}
+    tmp_out = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    write_info_and_pack(stage, index, placeholders, tmp_out, about=about)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.rename(tmp_out, out_dir)
+    (out_dir / ".ok").write_text("ok\n")
+    shutil.rmtree(work, ignore_errors=True)
     return out_dir / fn
 
 
@@ -548,74 +691,67 @@ def build_pypi(pypi_dir: Path, wheels: list[Path]) -> bool:
 # installers
 # --------------------------------------------------------------------------
 
-def _extract_conda(conda_file: Path, dest: Path) -> None:
-    from rattler.package_streaming import extract
-    extract(conda_file, dest)
+def solve(channel_dir: Path, specs: list[str]) -> list[str]:
+    """File names of the packages a solve of specs picks from the lab channel."""
+    import rattler
+    recs = asyncio.run(rattler.solve([str(channel_dir.resolve().as_uri())], specs,
+                                     platforms=["linux-64", "noarch"], virtual_packages=[]))
+    return sorted(r.file_name for r in recs)
 
 
 def _repodata_record(rec: dict, channel_url: str) -> dict:
-    r = {k: v for k, v in rec.items() if k not in ("fn",)}
-    r["fn"] = rec["fn"]
-    r["url"] = f"{channel_url}/{rec['subdir']}/{rec['fn']}"
-    r["channel"] = channel_url
+    r = {k: v for k, v in rec.items() if k not in ("fn", "subdir")}
+    r.update(fn=rec["fn"], subdir=rec["subdir"], url=f"{channel_url}/{rec['subdir']}/{rec['fn']}",
+             channel=channel_url)
     return r
 
 
-def _tar_gz_dir(members: list[tuple[Path, str]], out: Path) -> None:
-    """Deterministic-ish tar.gz of (path, arcname) trees, level 6."""
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-            with tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as tf:
-                for path, arc in members:
-                    def _filt(ti: tarfile.TarInfo):
-                        ti.uid = ti.gid = 0
-                        ti.uname = ti.gname = "root"
-                        return ti
-                    tf.add(str(path), arcname=arc, filter=_filt)
-    os.replace(tmp, out)
-
-
-def build_payload(cache: Path, pkgs: list[Path], repodata: dict[str, dict], channel_url: str, tag: str) -> Path:
-    """A tar.gz of extracted package dirs for pkgs/ (+ repodata records)."""
-    key = key_of([RECIPE["payload"], channel_url, [(p.name, repodata[p.name]["sha256"]) for p in pkgs]])
+def build_payload(cache: Path, channel_dir: Path, fns: list[str], repodata: dict[str, dict],
+                  channel_url: str, tag: str) -> Path:
+    """A tar.gz of pkgs/<dist>/ (extracted, with repodata_record.json) and the @EXPLICIT list."""
+    key = key_of([RECIPE["payload"], channel_url, [(fn, repodata[fn]["sha256"]) for fn in fns]])
     out = cache / "payload" / f"{tag}-{key}.tar.gz"
     if out.exists():
         return out
-    log(f"building installer payload {tag} ({', '.join(p.name for p in pkgs)})")
+    log(f"building installer payload {tag} ({len(fns)} packages)")
     stage = cache / "stage" / f"payload-{tag}"
     shutil.rmtree(stage, ignore_errors=True)
     (stage / "pkgs").mkdir(parents=True)
-    members = []
-    for p in pkgs:
-        dist = p.name[: -len(".conda")]
-        d = stage / "pkgs" / dist
-        _extract_conda(p, d)
-        rec = _repodata_record(repodata[p.name], channel_url)
-        (d / "info" / "repodata_record.json").write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
-        members.append((d, f"pkgs/{dist}"))
+    explicit = ["# This file may be used to create an environment using:",
+                "# $ conda create --name <env> --file <this file>",
+                f"# {INSTALLER_NAME} {tag}: the packages of the installer's base environment",
+                "# platform: linux-64", "@EXPLICIT"]
+    for fn in fns:
+        rec = repodata[fn]
+        d = stage / "pkgs" / fn[: -len(".conda")]
+        extract_conda(channel_dir / rec["subdir"] / fn, d)
+        r = _repodata_record(rec, channel_url)
+        (d / "info" / "repodata_record.json").write_text(json.dumps(r, indent=2, sort_keys=True) + "\n")
+        explicit.append(f"{r['url']}#{rec['md5']}")
+    (stage / "pkgs" / "explicit.txt").write_text("\n".join(explicit) + "\n")
+    tmp = out.with_name(out.name + ".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
-    _tar_gz_dir(members, out)
+    members = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file() or p.is_symlink())
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+        gz.write(_tar_bytes(stage, members))
+    os.replace(tmp, out)
     shutil.rmtree(stage, ignore_errors=True)
     return out
 
 
-def build_installer(cache: Path, out_dir: Path, version: str, seg1: Path, seg2: Path,
-                    base_dists: list[str], python_dist: str) -> tuple[Path, bool]:
+def build_installer(out_dir: Path, version: str, payload: Path, dists: list[str]) -> tuple[Path, bool]:
     header_tpl = (HERE / "installer_header.sh").read_text()
     name = f"{INSTALLER_NAME}-{version}-0-Linux-x86_64.sh"
     target = out_dir / name
-    key = key_of([RECIPE["installer"], header_tpl, version, sha256_file(seg1), sha256_file(seg2), base_dists])
+    python_dist = next(d for d in dists if d.startswith("python-"))
+    key = key_of([RECIPE["installer"], header_tpl, version, sha256_file(payload), dists])
     stamp = out_dir / f".{name}.key"
     if target.exists() and stamp.exists() and stamp.read_text() == key:
         return target, False
     log(f"writing installer {name}")
-    s1, s2 = seg1.stat().st_size, seg2.stat().st_size
-    subst = {
-        "@NAME@": INSTALLER_NAME, "@VERSION@": version, "@DEFAULT_DIR@": INSTALLER_NAME.lower(),
-        "@PYTHON_DIST@": python_dist, "@BASE_DISTS@": " ".join(base_dists),
-        "@SEG1_SIZE@": f"{s1:012d}", "@SEG2_SIZE@": f"{s2:012d}",
-    }
+    subst = {"@NAME@": INSTALLER_NAME, "@VERSION@": version, "@DEFAULT_DIR@": INSTALLER_NAME.lower(),
+             "@PYTHON_DIST@": python_dist, "@DISTS@": " ".join(dists),
+             "@PAYLOAD_SIZE@": f"{payload.stat().st_size:012d}"}
     text = header_tpl
     for k, v in subst.items():
         text = text.replace(k, v)
@@ -625,11 +761,9 @@ def build_installer(cache: Path, out_dir: Path, version: str, seg1: Path, seg2: 
     assert len(text.encode()) == hdr_len
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(name + ".tmp")
-    with open(tmp, "wb") as f:
+    with open(tmp, "wb") as f, open(payload, "rb") as s:
         f.write(text.encode())
-        for seg in (seg1, seg2):
-            with open(seg, "rb") as s:
-                shutil.copyfileobj(s, f, 1 << 20)
+        shutil.copyfileobj(s, f, 1 << 20)
     os.chmod(tmp, 0o755)
     os.replace(tmp, target)
     (out_dir / f"{name}.sha256").write_text(f"{sha256_file(target)}  {name}\n")
@@ -640,45 +774,43 @@ def build_installer(cache: Path, out_dir: Path, version: str, seg1: Path, seg2: 
 def write_files_json(out_dir: Path) -> None:
     data = {}
     for f in sorted(out_dir.glob("*.sh")):
-        st = f.stat()
-        data[f.name] = {"md5": md5_file(f), "mtime": st.st_mtime, "sha256": sha256_file(f), "size": st.st_size}
+        data[f.name] = {"md5": md5_file(f), "mtime": EPOCH, "sha256": sha256_file(f), "size": f.stat().st_size}
     (out_dir / ".files.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------
-# lock files
+# locks
 # --------------------------------------------------------------------------
 
-def write_locks(out: Path, envs: dict[str, dict], repodata: dict[str, dict], mirror_url: str) -> list[str]:
-    """@EXPLICIT locks of each env file against this build of the channel."""
-    import rattler
-    from rattler import PackageRecord, RepoDataRecord  # noqa: F401
-    channel_dir = out / "conda" / CHANNEL_NAME
-    written = []
-    lock_dir = out / "envs"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    for stem, env in envs.items():
-        conda, _pip = parse_env_specs(env)
-        specs = [f"{n}=={v}" for n, v in conda.items()]
-        recs = asyncio.run(rattler.solve([str(channel_dir.resolve().as_uri())], specs,
-                                         platforms=["linux-64", "noarch"], virtual_packages=[]))
-        names = {str(r.name.normalized) for r in recs}
-        extra = names - set(conda)
-        if extra:
-            raise SystemExit(f"envs/{stem}.yml is not fully pinned: solve adds {sorted(extra)}")
-        lines = ["# This file may be used to create an environment using:",
-                 "# $ conda create --name <env> --file <this file>",
-                 f"# generated by lab/mirror/build.py from envs/{stem}.yml", "# platform: linux-64",
-                 "@EXPLICIT"]
-        for r in sorted(recs, key=lambda r: str(r.name.normalized)):
-            rec = repodata[r.file_name]
-            lines.append(f"{mirror_url}/conda/{CHANNEL_NAME}/{rec['subdir']}/{rec['fn']}#sha256:{rec['sha256']}")
-        text = "\n".join(lines) + "\n"
-        f = lock_dir / f"{stem}.lock.txt"
-        if not f.exists() or f.read_text() != text:
-            f.write_text(text)
-        written.append(str(f))
-    return written
+LOCK_LINE = re.compile(r"^(?P<url>\S+/(?P<subdir>linux-64|noarch)/(?P<fn>[^/#\s]+\.conda))#(?:sha256:)?(?P<sha>[0-9a-f]{64})$")
+
+
+def read_lock(path: Path) -> list[dict]:
+    """The packages of an @EXPLICIT lock: url, subdir, fn, sha256."""
+    out = []
+    for ln in path.read_text().splitlines():
+        ln = ln.strip()
+        if not ln or ln.startswith("#") or ln == "@EXPLICIT":
+            continue
+        m = LOCK_LINE.match(ln)
+        if not m:
+            raise SystemExit(f"mirror: {path.name}: not a '<url>#sha256:<hex>' line: {ln!r}; regenerate it with make locks")
+        out.append(m.groupdict())
+    return out
+
+
+def check_locks(repodata: dict[str, dict]) -> list[str]:
+    """Every committed lock must name packages this channel holds, byte for byte."""
+    checked = []
+    for lock in sorted(ENVS_DIR.glob("*.lock.txt")):
+        for pkg in read_lock(lock):
+            rec = repodata.get(pkg["fn"])
+            if rec is None or rec["sha256"] != pkg["sha"]:
+                have = f"sha256 {rec['sha256'][:12]}" if rec else "no such package"
+                raise SystemExit(f"mirror: envs/{lock.name} pins {pkg['fn']} sha256 {pkg['sha'][:12]} but the "
+                                 f"channel has {have}: run 'make locks' to relock from this channel")
+        checked.append(lock.name)
+    return checked
 
 
 # --------------------------------------------------------------------------
@@ -687,10 +819,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="build/mirror", type=Path)
     ap.add_argument("--cache", type=Path, help="download/build cache (default: <out>/../cache)")
+    ap.add_argument("--conda-src", type=Path, default=DEFAULT_CONDA_SRC,
+                    help="directory holding conda-<version>.tar.gz (default: ../shared/conda-src)")
     ap.add_argument("--app-wheel", action="append", default=[], type=Path,
                     help="extra wheel(s) to publish in the pypi index (repeatable)")
     ap.add_argument("--mirror-url", default="http://mirror:8080",
-                    help="URL the lab serves <out> at (used in installer records and lock files)")
+                    help="URL the lab serves <out> at (recorded in the installers' package records)")
     ap.add_argument("--no-installers", action="store_true")
     args = ap.parse_args(argv)
 
@@ -702,48 +836,46 @@ def main(argv=None) -> int:
 
     envs = load_env_files()
     if not envs:
-        raise SystemExit(f"no environment files in {ENVS_DIR}")
+        raise SystemExit(f"mirror: no environment files in {ENVS_DIR}")
+    tarballs = {v: conda_tarball(args.conda_src.resolve(), v) for v in CONDA_VERSIONS}
     conv, pypi_reqs = wanted_wheels(envs)
-    wheels = download_wheels(cache / "wheels", conv | pypi_reqs)
+    runtime_reqs = set(CONDA_RUNTIME.items())
+    wheels = download_wheels(cache / "wheels", conv | pypi_reqs | runtime_reqs)
 
     pkgs = [build_python(cache), build_python_abi(cache)]
-    base_pkgs = {"python": pkgs[0], "python_abi": pkgs[1]}
-    for req in sorted(conv):
-        c = convert_wheel(wheels[req], cache)
-        pkgs.append(c)
-        if req[0] in BASE_WHEELS and BASE_WHEELS[req[0]] == req[1]:
-            base_pkgs[req[0]] = c
-    labconda = {v: build_labconda(cache, v) for v in LABCONDA_VERSIONS}
-    pkgs += list(labconda.values())
+    converted = {req: convert_wheel(wheels[req], cache) for req in sorted(conv | runtime_reqs)}
+    pkgs += sorted(set(converted.values()))
+    runtime_wheels = {n: wheels[(n, v)] for n, v in CONDA_RUNTIME.items()}
+    runtime_pkgs = {n: converted[(n, v)] for n, v in CONDA_RUNTIME.items()}
+    conda_pkgs = {}
+    for v in CONDA_VERSIONS:
+        conda_pkgs[v] = build_conda(cache, v, tarballs[v], runtime_wheels, runtime_pkgs)
+    pkgs += list(conda_pkgs.values())
 
     channel_dir = out / "conda" / CHANNEL_NAME
     ch_changed = sync_channel(channel_dir, pkgs)
     repodata = load_repodata(channel_dir)
     summary.append(f"channel {channel_dir}: {len(repodata)} packages ({'reindexed' if ch_changed else 'unchanged'})")
+    summary.append(f"locks checked against the channel: {', '.join(check_locks(repodata)) or 'none'}")
 
     app_wheels = [w.resolve() for w in args.app_wheel]
     for w in app_wheels:
         if not w.is_file():
-            raise SystemExit(f"--app-wheel {w}: no such file")
+            raise SystemExit(f"mirror: --app-wheel {w}: no such file")
     pypi_changed = build_pypi(out / "pypi", [wheels[r] for r in sorted(pypi_reqs)] + app_wheels)
     summary.append(f"pypi {out / 'pypi' / 'simple'}: {len(pypi_reqs) + len(app_wheels)} wheels "
                    f"({'updated' if pypi_changed else 'unchanged'})")
 
-    locks = write_locks(out, envs, repodata, args.mirror_url.rstrip("/"))
-    summary.append(f"locks: {', '.join(locks)}")
-
     if not args.no_installers:
         channel_url = f"{args.mirror_url.rstrip('/')}/conda/{CHANNEL_NAME}"
-        common = [base_pkgs[n] for n in ("python", "python_abi", "py-rattler", "pyyaml")]
-        seg1 = build_payload(cache, common, repodata, channel_url, "base")
         inst_dir = out / "installers"
         keep = set()
-        for v in LABCONDA_VERSIONS:
-            seg2 = build_payload(cache, [labconda[v]], repodata, channel_url, f"labconda-{v}")
-            dists = [p.name[:-6] for p in common + [labconda[v]]]
-            path, built = build_installer(cache, inst_dir, v, seg1, seg2, dists, pkgs[0].name[:-6])
+        for v in CONDA_VERSIONS:
+            fns = solve(channel_dir, [f"python =={PY_VERSION}", f"conda =={v}"])
+            payload = build_payload(cache, channel_dir, fns, repodata, channel_url, f"conda-{v}")
+            path, built = build_installer(inst_dir, v, payload, [fn[: -len(".conda")] for fn in fns])
             keep.add(path.name)
-            summary.append(f"installer {path} ({path.stat().st_size // (1 << 20)} MiB, "
+            summary.append(f"installer {path} ({path.stat().st_size // (1 << 20)} MiB, {len(fns)} packages, "
                            f"{'built' if built else 'unchanged'})")
         for f in inst_dir.glob("*.sh"):
             if f.name not in keep:
@@ -752,7 +884,8 @@ def main(argv=None) -> int:
                     x.unlink(missing_ok=True)
         write_files_json(inst_dir)
     (out / "BUILD-INFO.json").write_text(json.dumps({
-        "channel": f"conda/{CHANNEL_NAME}", "packages": sorted(repodata),
+        "source": "offline", "channel": f"conda/{CHANNEL_NAME}", "packages": sorted(repodata),
+        "conda": CONDA_VERSIONS,
         "pypi": sorted(p.name for p in (out / "pypi" / "simple").rglob("*.whl")),
         "installers": sorted(p.name for p in (out / "installers").glob("*.sh")) if (out / "installers").exists() else [],
         "envs": sorted(envs),

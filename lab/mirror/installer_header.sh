@@ -1,14 +1,18 @@
 #!/bin/sh
 # @NAME@ @VERSION@ installer (Linux-x86_64), constructor-style.
 #
-# LAB TEST DOUBLE: this installs "labconda", a stand-in for conda built on
-# py-rattler for offline lab tests. It is NOT Anaconda's conda.
+# A LAB BUILD OF REAL CONDA: conda @VERSION@ built from its own source tarball,
+# with its runtime from PyPI wheels (lab/mirror/build.py). It differs from
+# Anaconda's Miniconda in one way: the solver is "classic", because
+# conda-libmamba-solver is not available offline; $PREFIX/condarc.d/lab-build.yml
+# says so and `conda info` lists it.
 #
-# Layout: this shell header, then two gzip'd tar payloads holding extracted
-# conda packages (base: python, python_abi, py-rattler, pyyaml; then the
-# labconda package). Installs offline: a bootstrap python from the payload
-# links the packages into PREFIX with rattler.
-# HEADER_SIZE=@HEADER_SIZE@ SEG1_SIZE=@SEG1_SIZE@ SEG2_SIZE=@SEG2_SIZE@
+# Layout: this shell header, then one gzip'd tar of extracted conda packages
+# (pkgs/<dist>/) and their @EXPLICIT list. Like constructor, the payload's
+# conda installs the packages offline into PREFIX: `conda install --offline
+# --file initial-state.explicit.txt -p PREFIX` (so -u overlays an existing
+# installation: same-name packages are replaced, others kept).
+# HEADER_SIZE=@HEADER_SIZE@ PAYLOAD_SIZE=@PAYLOAD_SIZE@
 
 # refuse being sourced (constructor does the same)
 if ! echo "$0" | grep '\.sh$' >/dev/null; then
@@ -18,29 +22,22 @@ fi
 
 THIS_PATH="$0"
 case "$THIS_PATH" in /*) ;; *) THIS_PATH="$(pwd)/$THIS_PATH" ;; esac
-HEADER_SIZE=@HEADER_SIZE@
-SEG1_SIZE=@SEG1_SIZE@
-SEG2_SIZE=@SEG2_SIZE@
-# strip the fixed-width zero padding
-HEADER_SIZE=$(expr "$HEADER_SIZE" + 0)
-SEG1_SIZE=$(expr "$SEG1_SIZE" + 0)
-SEG2_SIZE=$(expr "$SEG2_SIZE" + 0)
+HEADER_SIZE=$(expr "@HEADER_SIZE@" + 0)
+PAYLOAD_SIZE=$(expr "@PAYLOAD_SIZE@" + 0)
 INSTALLER_NAME="@NAME@"
 INSTALLER_VER="@VERSION@"
 PYTHON_DIST="@PYTHON_DIST@"
-BASE_DISTS="@BASE_DISTS@"
+DISTS="@DISTS@"
 PREFIX="${HOME:-/opt}/@DEFAULT_DIR@"
 BATCH=0
 FORCE=0
 KEEP_PKGS=0
-SKIP_SCRIPTS=0
-TEST=0
 
 usage() {
-    cat <<EOF
+    cat <<USAGE
 usage: $0 [options]
 
-Installs ${INSTALLER_NAME} ${INSTALLER_VER} (lab test double of conda, built on py-rattler)
+Installs ${INSTALLER_NAME} ${INSTALLER_VER} (a lab build of real conda ${INSTALLER_VER}, classic solver)
 
 -b           run install in batch mode (without manual intervention),
              it is expected the license terms (if any) are agreed upon
@@ -51,7 +48,7 @@ Installs ${INSTALLER_NAME} ${INSTALLER_VER} (lab test double of conda, built on 
 -u           update an existing installation
 -k           keep the pkgs/ directory (package cache)
 -t           run package tests after installation (may install conda-build)
-EOF
+USAGE
 }
 
 for arg in "$@"; do
@@ -68,8 +65,7 @@ while getopts ":bifhkp:sut" x; do
         f|u) FORCE=1 ;;
         k) KEEP_PKGS=1 ;;
         p) PREFIX="$OPTARG" ;;
-        s) SKIP_SCRIPTS=1 ;;
-        t) TEST=1 ;;
+        s|t) ;;
         :) echo "ERROR: option '-$OPTARG' requires an argument, please try -h" >&2; exit 1 ;;
         *) echo "ERROR: did not recognize option '-$OPTARG', please try -h" >&2; exit 1 ;;
     esac
@@ -81,7 +77,7 @@ if [ $# -gt 0 ]; then
 fi
 
 if [ "$BATCH" = "0" ]; then
-    printf "\nWelcome to %s %s (lab test double of conda, built on py-rattler)\n\n" "$INSTALLER_NAME" "$INSTALLER_VER"
+    printf "\nWelcome to %s %s (a lab build of real conda)\n\n" "$INSTALLER_NAME" "$INSTALLER_VER"
     printf "%s will now be installed into this location:\n%s\n\n" "$INSTALLER_NAME" "$PREFIX"
     printf "  - Press ENTER to confirm the location\n  - Press CTRL-C to abort the installation\n  - Or specify a different location below\n\n"
     printf "[%s] >>> " "$PREFIX"
@@ -98,8 +94,6 @@ if [ "$FORCE" = "0" ] && [ -e "$PREFIX" ]; then
     echo "If you want to update an existing installation, use the -u option." >&2
     exit 1
 fi
-UPDATE=0
-if [ -e "$PREFIX/conda-meta/history" ]; then UPDATE=1; fi
 
 if ! mkdir -p "$PREFIX"; then
     echo "ERROR: Could not create directory: '$PREFIX'" >&2
@@ -108,8 +102,8 @@ fi
 PREFIX=$(cd "$PREFIX" && pwd -P)
 echo "PREFIX=$PREFIX"
 
-# free space check (payload unpacked is roughly 4x the compressed size)
-need_kb=$(( (SEG1_SIZE + SEG2_SIZE) * 4 / 1024 ))
+# free space check (the payload unpacks to roughly 4x its size)
+need_kb=$(( PAYLOAD_SIZE * 4 / 1024 ))
 avail_kb=$(df -Pk "$PREFIX" 2>/dev/null | awk 'NR==2 {print $4}')
 if [ -n "$avail_kb" ] && [ "$avail_kb" -lt "$need_kb" ]; then
     echo "ERROR: Not enough disk space in '$PREFIX': need ${need_kb} KB, have ${avail_kb} KB" >&2
@@ -117,35 +111,42 @@ if [ -n "$avail_kb" ] && [ "$avail_kb" -lt "$need_kb" ]; then
 fi
 
 echo "Unpacking payload ..."
-mkdir -p "$PREFIX/pkgs" || exit 1
-STAGE="$PREFIX"
-OFF1=$((HEADER_SIZE + 1))
-OFF2=$((HEADER_SIZE + SEG1_SIZE + 1))
-if ! tail -c "+$OFF1" "$THIS_PATH" | head -c "$SEG1_SIZE" | gzip -dc | tar -xf - -C "$STAGE"; then
-    echo "ERROR: could not unpack the installer payload (base)" >&2; exit 1
+mkdir -p "$PREFIX/pkgs" "$PREFIX/conda-meta" || exit 1
+if ! tail -c "+$((HEADER_SIZE + 1))" "$THIS_PATH" | head -c "$PAYLOAD_SIZE" | gzip -dc | tar -xf - -C "$PREFIX"; then
+    echo "ERROR: could not unpack the installer payload" >&2; exit 1
 fi
-if ! tail -c "+$OFF2" "$THIS_PATH" | head -c "$SEG2_SIZE" | gzip -dc | tar -xf - -C "$STAGE"; then
-    echo "ERROR: could not unpack the installer payload (labconda)" >&2; exit 1
-fi
+mv "$PREFIX/pkgs/explicit.txt" "$PREFIX/conda-meta/initial-state.explicit.txt"
+[ -e "$PREFIX/pkgs/urls.txt" ] || : > "$PREFIX/pkgs/urls.txt"
+[ -e "$PREFIX/conda-meta/history" ] || : > "$PREFIX/conda-meta/history"
 
-BOOT_PY="$STAGE/pkgs/$PYTHON_DIST/bin/python3.11"
+# The payload's own conda, run by the payload's python, installs the base env.
 BOOT_PATH=""
-for d in $BASE_DISTS; do
-    for sp in "$STAGE/pkgs/$d/lib/python3.11/site-packages" "$STAGE/pkgs/$d/site-packages"; do
+for d in $DISTS; do
+    for sp in "$PREFIX/pkgs/$d/lib/python3.11/site-packages" "$PREFIX/pkgs/$d/site-packages"; do
         if [ -d "$sp" ]; then BOOT_PATH="${BOOT_PATH:+$BOOT_PATH:}$sp"; fi
     done
 done
-
 echo "Installing base environment ..."
-set -- --prefix "$PREFIX" --payload "$STAGE/pkgs" --installer-name "$INSTALLER_NAME" \
-    --installer-version "$INSTALLER_VER" --cmd "$THIS_PATH"
-if [ "$UPDATE" = "1" ]; then set -- "$@" --update; fi
-if [ "$SKIP_SCRIPTS" = "1" ]; then set -- "$@" --skip-scripts; fi
-if ! (unset PYTHONHOME CONDARC CONDA_PKGS_DIRS; PYTHONPATH="$BOOT_PATH" PYTHONNOUSERSITE=1 \
-        PYTHONDONTWRITEBYTECODE=1 exec "$BOOT_PY" -s -m labconda.installer "$@"); then
+if ! (unset PYTHONHOME CONDA_PREFIX CONDA_DEFAULT_ENV CONDA_SHLVL CONDA_EXE;
+      CONDARC="$PREFIX/pkgs/.installer-condarc" CONDA_PKGS_DIRS="$PREFIX/pkgs" CONDA_SOLVER=classic CONDA_CHANNELS=conda-forge \
+      CONDA_SAFETY_CHECKS=disabled CONDA_EXTRA_SAFETY_CHECKS=no CONDA_NOTIFY_OUTDATED_CONDA=false \
+      PYTHONPATH="$BOOT_PATH" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
+      exec "$PREFIX/pkgs/$PYTHON_DIST/bin/python3.11" -s -m conda install --offline --yes --quiet \
+        --file "$PREFIX/conda-meta/initial-state.explicit.txt" -p "$PREFIX"); then
     echo "ERROR: could not install packages into '$PREFIX'" >&2
     exit 1
 fi
+
+mkdir -p "$PREFIX/condarc.d" "$PREFIX/envs"
+cat > "$PREFIX/condarc.d/lab-build.yml" <<CONDARC
+# ${INSTALLER_NAME} ${INSTALLER_VER}: a lab build of real conda ${INSTALLER_VER} (from its source
+# tarball, lab/mirror/build.py), not Anaconda's Miniconda. Miniconda's default
+# solver is libmamba; conda-libmamba-solver is not available offline, so this
+# build uses the classic solver (pycosat).
+solver: classic
+CONDARC
+if [ "$(id -u)" != 0 ]; then : > "$PREFIX/.nonadmin"; fi
+mkdir -p "${HOME:-/root}/.conda" 2>/dev/null || :
 
 if [ "$KEEP_PKGS" = "0" ]; then
     # drop the package cache's contents, keep an empty (writable) pkgs/ like Miniconda
@@ -155,7 +156,7 @@ fi
 
 echo "installation finished."
 if [ "$BATCH" = "0" ]; then
-    printf "\nThis lab installer never edits shell startup files. To use it:\n  . %s/etc/profile.d/conda.sh\n" "$PREFIX"
+    printf "\nThis installer never edits shell startup files. To use conda:\n  . %s/etc/profile.d/conda.sh\n" "$PREFIX"
 fi
 exit 0
 # ---- payload follows ----
