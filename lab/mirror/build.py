@@ -53,7 +53,7 @@ ENVS_DIR = REPO / "envs"
 DEFAULT_CONDA_SRC = REPO.parent / "shared" / "conda-src"
 
 # Bump to invalidate a step's cached outputs when its recipe changes.
-RECIPE = {"python": 4, "python_abi": 2, "wheel": 3, "conda": 1, "payload": 4, "installer": 5, "sdist": 1}
+RECIPE = {"python": 4, "python_abi": 2, "wheel": 3, "conda": 2, "payload": 5, "installer": 5, "sdist": 1}
 
 PY_VERSION = "3.11.7"
 PY_ABI = "cp311"
@@ -565,7 +565,9 @@ def build_conda(cache: Path, version: str, tarball: Path, runtime: dict[str, Pat
             if old in data:
                 if b"\0" in data:
                     raise SystemExit(f"mirror: binary file {p} embeds the build prefix")
-                placeholders[str(p.relative_to(stage))] = str(stage)
+                # the standard placeholder, not the stage path: the package is the same wherever it is built
+                p.write_bytes(data.replace(old, PLACEHOLDER.encode()))
+                placeholders[str(p.relative_to(stage))] = PLACEHOLDER
     names = {n: conda_name(runtime_pkgs[n]) for n in CONDA_DEPENDS[version]}
     index = {"name": "conda", "version": version, "build": "py311_0", "build_number": 0,
              "subdir": "linux-64", "arch": "x86_64", "platform": "linux",
@@ -621,6 +623,12 @@ def sync_channel(channel_dir: Path, pkgs: list[Path]) -> bool:
             for f in (channel_dir / sd).glob("repodata*"):
                 f.unlink()
         asyncio.run(rattler.index.index_fs(channel_dir, force=True, write_zst=False, write_shards=False))
+        for rd_file in channel_dir.glob("*/repodata*.json"):  # reproducible: drop the indexing time
+            rd = json.loads(rd_file.read_text())
+            for key in ("packages", "packages.conda"):
+                for rec in rd.get(key, {}).values():
+                    rec.pop("indexed_timestamp", None)
+            rd_file.write_text(json.dumps(rd, indent=2, sort_keys=True) + "\n")
         for f in channel_dir.rglob("*"):  # the lab serves it read-only
             if f.is_file():
                 os.chmod(f, 0o644)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from condaver import auto_activate_key
 from labhosts import hosts_of
 
 testinfra_hosts = hosts_of("app")
@@ -27,10 +28,11 @@ def test_prefix_owned_by_root(host):
 
 def test_condarc_is_final_and_agrees_with_conda(host):
     condarc = host.file(f"{PREFIX}/.condarc").content_string
+    key = auto_activate_key(host, CONDA)
     assert "channels: #!final" in condarc
-    assert "auto_activate: false #!final" in condarc or "auto_activate_base: false #!final" in condarc
+    assert f"\n{key}: false #!final" in condarc
     shown = json.loads(host.check_output(f"{CONDA} config --show --json"))
-    assert shown["auto_activate"] is False
+    assert shown[key] is False
     assert shown["pkgs_dirs"] == [f"{PREFIX}/pkgs"]
     assert shown["channels"] == ["conda-forge"]
     assert shown["channel_priority"] == "strict"
@@ -60,6 +62,11 @@ def test_no_conda_init_in_shell_files(host):
 
 def test_pip_points_at_the_mirror(host):
     assert "/pypi/simple" in host.file("/etc/pip.conf").content_string
+
+
+def test_solver_is_classic_and_says_why(host):
+    assert json.loads(host.check_output(f"{CONDA} config --show solver --json"))["solver"] == "classic"
+    assert "libmamba" in host.file(f"{PREFIX}/condarc.d/lab-build.yml").content_string
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))
