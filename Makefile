@@ -72,7 +72,7 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	ruff format --check app
 
 unit: deps venv ## unit tests: project plugins, lab conda + mirror, billing service (SQLite and PostgreSQL)
-	pytest -q tests/unit tests/labconda app/tests
+	pytest -q tests/unit tests/mirror app/tests
 
 molecule: deps venv image mirror ## every Molecule scenario, one after the other
 	@export LAB_IMAGE=$$($(VENV)/bin/python lab/lab.py image); passed=0; failed=0; skipped=0; \

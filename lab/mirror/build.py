@@ -53,7 +53,7 @@ ENVS_DIR = REPO / "envs"
 DEFAULT_CONDA_SRC = REPO.parent / "shared" / "conda-src"
 
 # Bump to invalidate a step's cached outputs when its recipe changes.
-RECIPE = {"python": 4, "python_abi": 2, "wheel": 3, "conda": 2, "payload": 5, "installer": 5, "sdist": 1}
+RECIPE = {"python": 5, "python_abi": 3, "wheel": 4, "conda": 4, "payload": 6, "installer": 6, "sdist": 1}
 
 PY_VERSION = "3.11.7"
 PY_ABI = "cp311"
@@ -262,12 +262,21 @@ def download_wheels(wheel_dir: Path, reqs: set[tuple[str, str]]) -> dict[tuple[s
 # reproducible .conda archives
 # --------------------------------------------------------------------------
 
-def _tar_bytes(root: Path, files: list[str]) -> bytes:
+def member_mtime(package_file_name: str) -> int:
+    """Each package's members get a time of their own: Python trusts a __pycache__
+    entry whose source has the same mtime and size, so two versions of a module
+    must never share both (conda leaves runtime-written .pyc behind on upgrades)."""
+    return EPOCH + int(hashlib.sha256(package_file_name.encode()).hexdigest()[:7], 16)
+
+
+def _tar_bytes(root: Path, files: list[str], mtime: int | None) -> bytes:
+    """An uncompressed tar of files (sorted by the caller); mtime None keeps each file's."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
         for rel in files:
             ti = tf.gettarinfo(str(root / rel), arcname=rel)
-            ti.mtime = EPOCH
+            if mtime is not None:
+                ti.mtime = mtime
             ti.uid = ti.gid = 0
             ti.uname = ti.gname = ""
             if ti.isreg():
@@ -286,12 +295,13 @@ def pack_conda(stage: Path, out: Path) -> None:
     info = [f for f in files if f.startswith("info/")]
     pkg = [f for f in files if not f.startswith("info/")]
     stem = out.name[: -len(".conda")]
+    mtime = member_mtime(out.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
         for name, data in (("metadata.json", json.dumps({"conda_pkg_format_version": 2}).encode()),
-                           (f"pkg-{stem}.tar.zst", zstd.compress(_tar_bytes(stage, pkg), level=ZSTD_LEVEL)),
-                           (f"info-{stem}.tar.zst", zstd.compress(_tar_bytes(stage, info), level=ZSTD_LEVEL))):
+                           (f"pkg-{stem}.tar.zst", zstd.compress(_tar_bytes(stage, pkg, mtime), level=ZSTD_LEVEL)),
+                           (f"info-{stem}.tar.zst", zstd.compress(_tar_bytes(stage, info, mtime), level=ZSTD_LEVEL))):
             zi = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             zi.external_attr = 0o644 << 16
             z.writestr(zi, data)
@@ -546,15 +556,20 @@ def build_conda(cache: Path, version: str, tarball: Path, runtime: dict[str, Pat
     for w in runtime.values():
         with zipfile.ZipFile(w) as z:
             z.extractall(rt)
-    (stage / "bin").mkdir()
-    os.symlink(sys.executable, stage / "bin" / "python")
+    # `conda init --install` writes for the prefix its python runs from (sys.prefix):
+    # a throwaway venv python at the stage, removed again after it ran
+    py = stage / "bin" / "python"
+    py.parent.mkdir()
+    os.symlink(Path(sys.base_prefix) / "bin" / "python3.11", py)
+    (stage / "pyvenv.cfg").write_text(f"home = {Path(sys.base_prefix) / 'bin'}\ninclude-system-site-packages = false\n")
     home = work / "home"
     home.mkdir()
-    subprocess.run([sys.executable, "-c", "import sys; from conda.core.initialize import install; "
+    subprocess.run([str(py), "-c", "import sys; from conda.core.initialize import install; "
                     "sys.exit(install(sys.argv[1]))", str(stage)], check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, PYTHONPATH=f"{site}:{rt}", PYTHONDONTWRITEBYTECODE="1", HOME=str(home),
                             CONDARC=str(home / "condarc")))
-    (stage / "bin" / "python").unlink()
+    py.unlink()
+    (stage / "pyvenv.cfg").unlink()
     for p in list(stage.rglob("__pycache__")):
         shutil.rmtree(p)
     placeholders = {}
@@ -735,13 +750,15 @@ def build_payload(cache: Path, channel_dir: Path, fns: list[str], repodata: dict
         extract_conda(channel_dir / rec["subdir"] / fn, d)
         r = _repodata_record(rec, channel_url)
         (d / "info" / "repodata_record.json").write_text(json.dumps(r, indent=2, sort_keys=True) + "\n")
+        os.utime(d / "info" / "repodata_record.json", (member_mtime(fn), member_mtime(fn)))
         explicit.append(f"{r['url']}#{rec['md5']}")
     (stage / "pkgs" / "explicit.txt").write_text("\n".join(explicit) + "\n")
+    os.utime(stage / "pkgs" / "explicit.txt", (EPOCH, EPOCH))
     tmp = out.with_name(out.name + ".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     members = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file() or p.is_symlink())
     with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-        gz.write(_tar_bytes(stage, members))
+        gz.write(_tar_bytes(stage, members, None))  # members keep their package's times
     os.replace(tmp, out)
     shutil.rmtree(stage, ignore_errors=True)
     return out

@@ -1,4 +1,4 @@
-"""Fixtures: build (or reuse) the lab mirror, serve it over HTTP, install LabConda."""
+"""Fixtures: build (or reuse) the lab mirror, serve it over HTTP, install its real conda."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "lab" / "mirror" / "build.py"
-NEW, OLD = "26.7.1", "26.5.0"
+PIN, NEWEST = "25.1.1", "26.7.1"
 
 
 def _builder_python() -> str:
@@ -31,10 +31,10 @@ def _builder_python() -> str:
 
 @pytest.fixture(scope="session")
 def mirror_dir() -> Path:
-    out = Path(os.environ.get("LABCONDA_MIRROR_OUT", REPO / "build" / "mirror"))
-    # the builder is incremental: a warm run only checks its input hashes
-    subprocess.run([_builder_python(), str(BUILD), "--out", str(out)], check=True,
-                   stdout=subprocess.DEVNULL if not os.environ.get("LABCONDA_BUILD_VERBOSE") else None)
+    # its own tree beside make mirror's, sharing the build cache: a warm run only links and indexes
+    out = Path(os.environ.get("MIRROR_OUT", REPO / "build" / "test-mirror"))
+    subprocess.run([_builder_python(), str(BUILD), "--out", str(out), "--cache", str(REPO / "build" / "cache")], check=True,
+                   stdout=subprocess.DEVNULL if not os.environ.get("MIRROR_BUILD_VERBOSE") else None)
     return out
 
 
@@ -66,7 +66,7 @@ def server(mirror_dir):
 
 
 def installer(mirror_dir: Path, version: str) -> Path:
-    return mirror_dir / "installers" / f"LabConda-{version}-0-Linux-x86_64.sh"
+    return mirror_dir / "installers" / f"CondaLab-{version}-0-Linux-x86_64.sh"
 
 
 def clean_env(home: Path, server_url: str | None = None, **extra) -> dict:
@@ -83,17 +83,13 @@ def clean_env(home: Path, server_url: str | None = None, **extra) -> dict:
 @pytest.fixture(scope="session")
 def home(tmp_path_factory, server) -> Path:
     h = tmp_path_factory.mktemp("home")
-    (h / ".condarc").write_text(f"channel_alias: {server}/conda\nchannel_priority: strict\n")
+    (h / ".condarc").write_text(f"channel_alias: {server}/conda\nchannels: [conda-forge]\nchannel_priority: strict\n")
     return h
 
 
-@pytest.fixture(scope="session")
-def base(tmp_path_factory, mirror_dir, home, server) -> Path:
-    prefix = tmp_path_factory.mktemp("base") / "labconda"
-    r = subprocess.run(["bash", str(installer(mirror_dir, NEW)), "-b", "-p", str(prefix)],
-                       env=clean_env(home), capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return prefix
+def install(mirror_dir: Path, version: str, prefix: Path, home: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(installer(mirror_dir, version)), "-b", "-p", str(prefix), *flags],
+                          env=clean_env(home), capture_output=True, text=True)
 
 
 class Conda:
@@ -101,33 +97,32 @@ class Conda:
         self.base, self.home, self.server = base, home, server
         self.exe = str(base / "bin" / "conda")
 
-    def __call__(self, *args, env=None, cwd=None, input=None, home=None) -> subprocess.CompletedProcess:
-        e = clean_env(home or self.home, self.server, **(env or {}))
+    def __call__(self, *args, env=None, cwd=None, input=None) -> subprocess.CompletedProcess:
+        e = clean_env(self.home, self.server, **(env or {}))
         return subprocess.run([self.exe, *map(str, args)], env=e, cwd=cwd, capture_output=True, text=True,
                               input=input, timeout=300)
 
     def json(self, *args, rc=0, **kw):
         r = self(*args, "--json", **kw)
         assert r.returncode == rc, f"rc={r.returncode}\nstdout={r.stdout}\nstderr={r.stderr}"
-        return json.loads(r.stdout) if r.stdout.strip() else None
+        chunks = [c for c in r.stdout.split("\0") if c.strip()]  # NUL-separated progress objects first
+        return json.loads(chunks[-1]) if chunks else None
 
 
 @pytest.fixture(scope="session")
-def conda(base, home, server) -> Conda:
-    return Conda(base, home, server)
+def conda_of(tmp_path_factory, mirror_dir, home, server):
+    """conda_of(version): that real conda, installed once per session from its CondaLab installer."""
+    made: dict[str, Conda] = {}
+
+    def get(version: str) -> Conda:
+        if version not in made:
+            prefix = tmp_path_factory.mktemp(f"conda-{version}") / "base"
+            r = install(mirror_dir, version, prefix, home)
+            assert r.returncode == 0, r.stdout + r.stderr
+            made[version] = Conda(prefix, home, server)
+        return made[version]
+
+    return get
 
 
 ENVS = REPO / "envs"
-
-
-@pytest.fixture(scope="session")
-def env_v1(conda, tmp_path_factory):
-    """token-billing v1 created once per session with `conda env create`."""
-    d = tmp_path_factory.mktemp("envs")
-    spec = d / "token-billing-v1.yml"
-    spec.write_text((ENVS / "token-billing-v1.yml").read_text())
-    prefix = d / "token-billing"
-    t0 = time.time()
-    out = conda.json("env", "create", "--file", spec, "-p", prefix, cwd=d)
-    out["_seconds"] = time.time() - t0
-    return prefix, out
