@@ -9,6 +9,11 @@ VENV := .venv
 PYTHON ?= python3
 APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname uidmap slirp4netns debootstrap postgresql patchelf make git curl python3-venv
 MOLECULE_SCENARIOS ?= default conda fleet upstream
+# Real conda's source tarballs (offline mirror build); MIRROR_SOURCE=upstream fills
+# the mirror from the upstream hosts instead (a connected staging machine).
+CONDA_SRC ?= $(firstword $(wildcard ../shared/conda-src /work/shared/conda-src) ../shared/conda-src)
+MIRROR_SOURCE ?= offline
+UPSTREAM_ARGS ?=
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -17,7 +22,7 @@ export LAB_ENGINE ?= podman
 export LAB_ANSIBLE_CONNECTION := $(if $(filter docker,$(LAB_ENGINE)),community.docker.docker,lab_podman)
 
 
-.PHONY: help deps venv image mirror lab lab-run lab-down lab-status lint unit molecule test bench-app bench-conda bench-fleet clean
+.PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit molecule test bench-app bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,12 +47,19 @@ venv: $(VENV)/.stamp ## create the project virtualenv from pinned requirements
 image: deps venv ## build (or reuse) the lab host image
 	@$(VENV)/bin/python lab/lab.py image
 
-mirror: venv ## build the internal mirror content offline (conda channel, PyPI index, installers)
+mirror: venv ## fill the internal mirror (conda channel with real conda, PyPI index, installers); MIRROR_SOURCE=offline|upstream
 	rm -rf build/wheels && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel -q --no-deps ./app -w build/wheels
-	$(VENV)/bin/python lab/mirror/build.py --out build/mirror --app-wheel build/wheels/*.whl
+	@if [ "$(MIRROR_SOURCE)" = upstream ]; then \
+	  $(VENV)/bin/python lab/mirror/upstream.py --out build/mirror --app-wheel build/wheels/*.whl $(UPSTREAM_ARGS); \
+	else \
+	  $(VENV)/bin/python lab/mirror/build.py --out build/mirror --conda-src "$(CONDA_SRC)" --app-wheel build/wheels/*.whl; \
+	fi
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@315532800 -C build/mirror -cf build/mirror.tar.new .
 	@if cmp -s build/mirror.tar.new build/mirror.tar; then rm build/mirror.tar.new; echo "mirror: content unchanged"; \
 	else mv build/mirror.tar.new build/mirror.tar; echo "mirror: build/mirror.tar updated"; fi
+
+locks: venv mirror ## relock every envs/*.yml with real conda against the mirror (writes envs/*.lock.txt)
+	$(VENV)/bin/python lab/locks.py
 
 lab: ## bring up the lab fleet and converge playbooks/site.yml on it (prints this and the previous run's time)
 	@start=$$(date +%s); $(MAKE) --no-print-directory lab-run || exit 1; \
@@ -71,7 +83,7 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	ruff check app lab tests roles plugins molecule
 	ruff format --check app
 
-unit: deps venv ## unit tests: project plugins, lab conda + mirror, billing service (SQLite and PostgreSQL)
+unit: deps venv ## unit tests: project plugins, mirror + real conda, billing service (SQLite and PostgreSQL)
 	pytest -q tests/unit tests/mirror app/tests
 
 molecule: deps venv image mirror ## every Molecule scenario, one after the other

@@ -44,16 +44,34 @@ def bench_conda() -> None:
     timed([sys.executable, "lab/lab.py", "up"])
     playbook("conda.yml")
     conda = "/opt/miniconda3/bin/conda"
+    version = timed([ENGINE, "exec", "tblab-app1", conda, "--version"])[1].strip()
+    lock = "/opt/miniconda3/env-specs/token-billing-v1.lock.txt"
     spec = "/opt/miniconda3/env-specs/token-billing-v1.yml"
-    cold = "rm -rf /tmp/bench-env /tmp/bench-pkgs && mkdir /tmp/bench-pkgs && touch /tmp/bench-pkgs/urls.txt"
-    on_app1(cold)
-    t_cold = on_app1(f"cd /tmp && CONDA_PKGS_DIRS=/tmp/bench-pkgs {conda} env create --json --file {spec} -p /tmp/bench-env >/dev/null")
-    on_app1(f"{conda} env remove -p /tmp/bench-env --yes --json >/dev/null")
-    t_warm = on_app1(f"cd /tmp && CONDA_PKGS_DIRS=/tmp/bench-pkgs {conda} env create --json --file {spec} -p /tmp/bench-env >/dev/null")
-    on_app1(f"{conda} env remove -p /tmp/bench-env --yes --json >/dev/null; rm -rf /tmp/bench-pkgs")
+    fresh = "rm -rf /tmp/bench-env /tmp/bench-pkgs && mkdir /tmp/bench-pkgs && touch /tmp/bench-pkgs/urls.txt"
+    pkgs = "CONDA_PKGS_DIRS=/tmp/bench-pkgs"
+    figures = {}
+    for what, create in (("lock", f"{conda} create --yes --json --file {lock} -p /tmp/bench-env"),
+                         ("spec", f"cd /tmp && {conda} env create --json --file {spec} -p /tmp/bench-env")):
+        on_app1(fresh)
+        figures[f"{what}, cold"] = on_app1(f"{pkgs} {create} >/dev/null")
+        on_app1("rm -rf /tmp/bench-env")
+        figures[f"{what}, warm"] = on_app1(f"{pkgs} {create} >/dev/null")
+        on_app1("rm -rf /tmp/bench-env")
+    on_app1("rm -rf /tmp/bench-pkgs")
+    # the role itself: v1 rebuilt on both app hosts, timed per task (no polling floor)
+    for host in ("tblab-app1", "tblab-app2"):
+        timed([ENGINE, "exec", host, "rm", "-rf", "/opt/miniconda3/envs/token-billing-v1"])
+    start = time.monotonic()
+    _, out = timed(["ansible-playbook", "-i", INVENTORY, "playbooks/conda.yml"],
+                   env=dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks"))
+    t_role = time.monotonic() - start
+    task = re.search(r"Create the env from the lock \| token-billing-v1 -+ (\d+\.\d+)s", out)
     t_rerun, changed = playbook("conda.yml")
-    print(f"env build token-billing-v1, cold package cache: {t_cold:.1f} s")
-    print(f"env build token-billing-v1, warm package cache: {t_warm:.1f} s")
+    print(f"real conda on app1: {version} (classic solver), packages from the mirror host")
+    for key, seconds in figures.items():
+        print(f"env build token-billing-v1 from the {key} package cache: {seconds:.1f} s")
+    print(f"conda.yml rebuilding token-billing-v1 on both app hosts: {t_role:.1f} s"
+          f" (the build task itself: {task.group(1) if task else '?'} s)")
     print(f"rerun of miniconda + conda_env (mirror + 2 app hosts): {t_rerun:.1f} s, {changed} changed")
 
 

@@ -136,11 +136,26 @@ def up(hosts: list[str]) -> int:
         changed.append(f"host {host}")
     for host in hosts:
         wait_for_systemd(eng, host)
+    check_name_resolution(eng, hosts)
     if changed:
         print(f"lab: changed: {', '.join(changed)}; {len(hosts)} hosts running systemd ({img})")
     else:
         print(f"lab: ok, nothing changed; {len(hosts)} hosts running systemd ({img})")
     return 0
+
+
+def check_name_resolution(eng: str, hosts: list[str]) -> None:
+    """Every host must resolve every other by name (the mirror URL, the database, the backends)."""
+    for host in hosts:
+        others = [h for h in hosts if h != host]
+        r = run(eng, "exec", PREFIX + host, "getent", "hosts", *others, check=False)
+        found = {line.split()[1] for line in r.stdout.splitlines() if len(line.split()) > 1}
+        missing = [h for h in others if h not in found]
+        if missing:
+            hint = ("install the DNS plugin of podman's CNI backend: apt-get install "
+                    "golang-github-containernetworking-plugin-dnsname, then 'make lab-down lab'"
+                    if eng == "podman" else "use a user-defined docker network (docker network create)")
+            sys.exit(f"lab: {host} cannot resolve {', '.join(missing)} on network {NETWORK}: {hint}")
 
 
 def down(hosts: list[str]) -> int:
