@@ -2,10 +2,15 @@
 
 Sends usage events with unique ids through HAProxy (127.0.0.1:80) from a few
 threads until a stop file appears, the deadline passes or the request budget is
-spent. Prints one JSON object: events sent and acknowledged, failed requests.
+spent. Any transport error, cut body, non-2xx answer or a body that does not
+account for every event is a failed request; the batch is then resent with the
+same event ids (idempotent ingest) until it is acknowledged or its retries run
+out. Prints one JSON object: events sent, acknowledged and never acknowledged,
+failed requests (the first few errors).
 """
 
 import argparse
+import http.client
 import json
 import os
 import threading
@@ -23,10 +28,11 @@ parser.add_argument("--batch", type=int, default=5)
 parser.add_argument("--max-requests", type=int, default=20000)
 parser.add_argument("--deadline", type=float, default=300.0)
 parser.add_argument("--stop-file", default="/tmp/loadgen.stop")
+parser.add_argument("--retries", type=int, default=20, help="resends of a failed batch (same event ids)")
 args = parser.parse_args()
 
 lock = threading.Lock()
-state = {"requests": 0, "events_sent": 0, "events_acked": 0, "failed": 0, "errors": []}
+state = {"requests": 0, "events_sent": 0, "events_acked": 0, "events_unacked": 0, "failed": 0, "errors": []}
 start = time.monotonic()
 
 
@@ -49,21 +55,37 @@ def worker(n: int) -> None:
             seq += 1
             events.append({"event_id": f"{args.run_id}-{n}-{seq}", "customer_id": "acme", "model": "gpt-lab-small",
                            "input_tokens": 100, "output_tokens": 20, "occurred_at": now})
-        req = urllib.request.Request(args.url, data=json.dumps({"events": events}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {args.key}"})
         with lock:
             state["events_sent"] += len(events)
+        if send(events):
+            with lock:
+                state["events_acked"] += len(events)
+        else:
+            with lock:
+                state["events_unacked"] += len(events)
+        time.sleep(0.01)
+
+
+def send(events: list[dict]) -> bool:
+    """POST the batch until every event is acknowledged; False when the retries ran out."""
+    data = json.dumps({"events": events}).encode()
+    for attempt in range(args.retries + 1):
+        req = urllib.request.Request(args.url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {args.key}"})
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
-                body = json.loads(resp.read())
-            with lock:
-                state["events_acked"] += body["accepted"] + body["duplicates"]
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            with lock:
-                state["failed"] += 1
-                if len(state["errors"]) < 5:
-                    state["errors"].append(str(exc))
-        time.sleep(0.01)
+                body = json.loads(resp.read())  # a cut body raises IncompleteRead or a JSON error
+            if body["accepted"] + body["duplicates"] == len(events):
+                return True
+            problem = f"acknowledged {body['accepted'] + body['duplicates']} of {len(events)} events"
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        with lock:
+            state["failed"] += 1
+            if len(state["errors"]) < 5:
+                state["errors"].append(problem)
+        time.sleep(min(0.05 * (attempt + 1), 0.5))
+    return False
 
 
 threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.threads)]

@@ -58,9 +58,9 @@ def test_config_is_private_and_secret_free(host):
     assert config.mode == 0o640
     assert config.group == "token-billing"
     settings = dict(line.split(" = ", 1) for line in config.content_string.splitlines() if " = " in line)
-    assert re.fullmatch(r'"postgresql\+psycopg://billing@[\w.-]+:5432/billing"', settings["database_url"])
-    assert settings["database_password_file"] == '"/etc/token-billing/database-password"'
-    assert host.file("/etc/token-billing/database-password").mode == 0o640
+    assert re.fullmatch(r'"postgresql\+psycopg://billing_blue@[\w.-]+:5432/billing"', settings["database_url"])
+    assert settings["database_password_file"] == '"/etc/token-billing/database-password-billing_blue"'
+    assert host.file("/etc/token-billing/database-password-billing_blue").mode == 0o640
 
 
 def test_ready_and_serving_metrics(host):

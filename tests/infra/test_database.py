@@ -22,5 +22,17 @@ def test_billing_database_owned_by_billing_role(host):
 def test_remote_access_needs_scram_password(host):
     hba = host.file("/etc/postgresql/15/main/pg_hba.conf")
     assert hba.mode == 0o640
-    assert "billing    billing    samenet    scram-sha-256" in hba.content_string
+    assert "billing    +billing    samenet    scram-sha-256" in hba.content_string
     assert " trust" not in hba.content_string
+
+
+def test_apps_log_in_as_one_of_two_roles_acting_as_the_owner(host):
+    rows = host.check_output(
+        "runuser -u postgres -- psql -tAc \"select rolname, rolcanlogin from pg_roles where rolname like 'billing%' order by 1\""
+    ).splitlines()
+    assert rows == ["billing|f", "billing_blue|t", "billing_green|t"]
+    settings = host.check_output(
+        "runuser -u postgres -- psql -tAc \"select r.rolname, s.setconfig from pg_db_role_setting s "
+        "join pg_roles r on r.oid = s.setrole where r.rolname like 'billing_%' order by 1\""
+    ).splitlines()
+    assert settings == ["billing_blue|{role=billing}", "billing_green|{role=billing}"]

@@ -5,6 +5,7 @@ rollback.yml returns the fleet, cleanup removes only retired envs.
 Runs after tests/infra (the state checks at v1) in `molecule verify`.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -44,6 +45,19 @@ def changed_total(output: str) -> int:
     return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
 
 
+def test_hosts_built_from_one_lock_are_identical():
+    """The envs come from the committed locks: both app hosts hold the same packages, build strings and sha256."""
+    for name in ("token-billing-v1", "token-billing-v2"):
+        listed = {c: sh(c, f"/opt/miniconda3/bin/conda list --explicit --sha256 -p /opt/miniconda3/envs/{name}")
+                  for c in APPS}
+        urls = {c: sorted(ln.split("/")[-1] for ln in out.splitlines() if "://" in ln) for c, out in listed.items()}
+        lock = sorted(ln.split("/")[-1] for ln in (PROJECT / "envs" / f"{name}.lock.txt").read_text().splitlines()
+                      if "://" in ln)
+        assert urls[APPS[0]] == urls[APPS[1]] == lock, name
+        record = json.loads(sh(APPS[0], f"cat /opt/miniconda3/envs/{name}/conda-meta/ansible-env.record"))
+        assert record["lock"] is True and len(record["lock_sha256"]) == 64
+
+
 def release(container: str) -> str:
     return sh(container, "basename $(readlink /opt/token-billing/current)")
 
@@ -79,7 +93,9 @@ def test_broken_release_stops_on_first_host_and_rolls_it_back():
     assert servers == {"tbf-app1": "UP", "tbf-app2": "UP"}, servers
 
 
-def test_upgrade_to_v2_under_load_loses_nothing():
+@contextlib.contextmanager
+def under_load():
+    """Run the load generator through HAProxy for the duration; yields its result (filled in on exit)."""
     run_id = uuid.uuid4().hex[:12]
     sh("tbf-lb", "rm -f /tmp/loadgen.stop")
     script = (PROJECT / "molecule/fleet/loadgen.py").read_text()
@@ -90,18 +106,37 @@ def test_upgrade_to_v2_under_load_loses_nothing():
     gen.stdin.write(script)
     gen.stdin.close()
     time.sleep(3)
-    rc, out, elapsed = playbook("deploy.yml", "-e", "billing_service_release=v2")
-    time.sleep(2)
-    sh("tbf-lb", "touch /tmp/loadgen.stop")
-    result = json.loads(gen.stdout.read())
-    gen.wait(timeout=60)
+    result: dict = {"run_id": run_id}
+    try:
+        yield result
+    finally:
+        time.sleep(2)
+        sh("tbf-lb", "touch /tmp/loadgen.stop")
+        result.update(json.loads(gen.stdout.read()))
+        gen.wait(timeout=60)
+
+
+def assert_every_event_counted_once(result: dict) -> None:
+    """0 failed requests, every event acknowledged, and stored exactly once."""
+    assert result["failed"] == 0, result
+    assert result["events_unacked"] == 0, result
+    assert result["events_sent"] > 0 and result["events_acked"] == result["events_sent"], result
+    stored = sh("tbf-db", "runuser -u postgres -- psql -d billing -tAc "
+                f"\"select count(*) from usage_events where event_id like '{result['run_id']}-%'\"")
+    assert int(stored) == result["events_acked"], result
+
+
+def workers(container: str) -> int:
+    return len(sh(container, f"pgrep -P {main_pid(container)} -f gunicorn || true").split())
+
+
+def test_upgrade_to_v2_under_load_loses_nothing():
+    with under_load() as result:
+        rc, out, elapsed = playbook("deploy.yml", "-e", "billing_service_release=v2")
     print(f"rollout v1 -> v2 on two app hosts: {elapsed:.1f} s under load: {result}")
     assert rc == 0, out[-3000:]
     assert [release(c) for c in APPS] == ["v2", "v2"]
-    assert result["failed"] == 0, result
-    assert result["events_sent"] > 0 and result["events_acked"] == result["events_sent"], result
-    stored = sh("tbf-db", f"runuser -u postgres -- psql -d billing -tAc \"select count(*) from usage_events where event_id like '{run_id}-%'\"")
-    assert int(stored) == result["events_sent"]
+    assert_every_event_counted_once(result)
 
 
 def test_deploy_again_changes_nothing_and_restarts_nothing():
@@ -111,6 +146,78 @@ def test_deploy_again_changes_nothing_and_restarts_nothing():
     assert rc == 0, out[-3000:]
     assert changed_total(out) == 0, out[-3000:]
     assert {c: main_pid(c) for c in APPS} == pids
+
+
+CONFIG_CHANGE = ("-e", "billing_service_release=v2", "-e", "billing_service_workers=3", "-e", "billing_service_log_level=debug")
+
+
+def test_config_only_deploy_restarts_each_host_under_the_drain():
+    pids = {c: main_pid(c) for c in APPS}
+    with under_load() as result:
+        rc, out, elapsed = playbook("deploy.yml", *CONFIG_CHANGE)
+    print(f"config-only deploy (workers 2 -> 3, log level debug): {elapsed:.1f} s under load: {result}")
+    assert rc == 0, out[-3000:]
+    assert_every_event_counted_once(result)
+    for c in APPS:
+        assert main_pid(c) != pids[c], c
+        assert workers(c) == 3, c
+        assert "log_level = \"debug\"" in sh(c, "cat /opt/token-billing/current/config.toml")
+    pids = {c: main_pid(c) for c in APPS}
+    rc, out, _ = playbook("deploy.yml", *CONFIG_CHANGE)
+    assert rc == 0 and changed_total(out) == 0, out[-3000:]
+    assert {c: main_pid(c) for c in APPS} == pids
+
+
+def test_second_deploy_is_refused_while_one_runs():
+    first = subprocess.Popen(["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks/deploy.yml"),
+                              "-e", "billing_service_release=v2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
+    deadline = time.monotonic() + 120
+    while sh("tbf-lb", "test -f /var/lib/fleet-lock/change/holder.json && echo held", check=False) != "held":
+        assert first.poll() is None and time.monotonic() < deadline, "the first deploy never took the lock"
+        time.sleep(0.5)
+    rc, out, elapsed = playbook("deploy.yml", "-e", "billing_service_release=v1")
+    first_out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, first_out[-3000:]
+    assert rc != 0
+    line = next(ln for ln in out.splitlines() if "refused: the fleet is locked by" in ln)
+    print(f"second deploy refused after {elapsed:.1f} s: {line.strip()}")
+    assert "deploy of v2" in out and "fleet_lock_break=true" in out
+    assert [release(c) for c in APPS] == ["v2", "v2"]
+    assert sh("tbf-lb", "test -e /var/lib/fleet-lock/change && echo held || echo free") == "free"
+
+
+def test_site_with_a_config_change_never_takes_every_backend_down():
+    pids = {c: main_pid(c) for c in APPS}
+    with under_load() as result:
+        rc, out, elapsed = playbook("site.yml", "-e", "billing_service_release=v2", "-e", "billing_service_workers=3")
+    print(f"site.yml with a config change (workers 2 -> 3) on the live fleet: {elapsed:.1f} s under load: {result}")
+    assert rc == 0, out[-3000:]
+    assert_every_event_counted_once(result)
+    for c in APPS:
+        assert main_pid(c) != pids[c] and workers(c) == 3, c
+
+
+def test_db_password_rotation_under_load():
+    pids = {c: main_pid(c) for c in APPS}
+    rotation = json.dumps({"billing_db_active_login": "green",
+                           "billing_db_logins": {"blue": "lab-billing-blue-password", "green": "rotated-green-password"}})
+    with under_load() as result:
+        rc, out, elapsed = playbook("rotate_db_password.yml", "-e", rotation, "-e", "billing_service_release=v2",
+                                    "-e", "billing_service_workers=3")
+    print(f"database password rotation (blue -> green) on the live fleet: {elapsed:.1f} s under load: {result}")
+    assert rc == 0, out[-3000:]
+    assert_every_event_counted_once(result)
+    for c in APPS:
+        assert main_pid(c) != pids[c], c
+        assert "://billing_green@" in sh(c, "cat /opt/token-billing/current/config.toml")
+    who = sh("tbf-db", "PGPASSWORD=rotated-green-password psql -h 127.0.0.1 -U billing_green -d billing -tAc 'select current_user'")
+    assert who == "billing"
+    # changing the password of the login in use is refused before anything changes
+    wrong = json.dumps({"billing_db_active_login": "green",
+                        "billing_db_logins": {"blue": "lab-billing-blue-password", "green": "another-password"}})
+    rc, out, _ = playbook("rotate_db_password.yml", "-e", wrong, "-e", "billing_service_release=v2")
+    assert rc != 0 and "runs as billing_green" in out
 
 
 def test_rollback_returns_the_fleet_and_back_again():
