@@ -130,8 +130,9 @@ def up(hosts: list[str]) -> int:
         if eng == "podman":
             args += ["--systemd=always"]
         else:
-            args += ["--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                     "--cgroupns=host"]
+            args += ["--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+                     "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768", "--stop-signal", "SIGRTMIN+3",
+                     "-e", "container=docker"]
         run(*args, img, "/sbin/init")
         changed.append(f"host {host}")
     for host in hosts:

@@ -11,11 +11,30 @@ suite="${LAB_IMAGE_SUITE:-bookworm}"
 apt_mirror="${LAB_APT_MIRROR:-http://deb.debian.org/debian}"
 build_dir="${LAB_BUILD_DIR:-$here/../../build}/image"
 
-recipe_hash="$(cat "$here/build.sh" "$here/packages.txt" <(echo "$suite") | sha256sum | cut -c1-12)"
+# The lab's SSH key: made once per machine, its public half baked into the image
+# for the deploy user (the private half never leaves build/).
+key_dir="${LAB_BUILD_DIR:-$here/../../build}/lab-ssh"
+if [ ! -f "$key_dir/id_ed25519" ]; then
+  command -v ssh-keygen >/dev/null || { echo "ERROR: ssh-keygen is missing: run 'apt-get install openssh-client'" >&2; exit 1; }
+  mkdir -p "$key_dir" && chmod 700 "$key_dir"
+  ssh-keygen -q -t ed25519 -N '' -C token-billing-lab -f "$key_dir/id_ed25519"
+fi
+
+recipe_hash="$(cat "$here/build.sh" "$here/packages.txt" <(echo "$suite") "$key_dir/id_ed25519.pub" | sha256sum | cut -c1-12)"
 image="localhost/token-billing-lab:${suite}-${recipe_hash}"
 
 if "$engine" image inspect "$image" >/dev/null 2>&1; then
   echo "lab image $image: up to date" >&2
+  echo "$image"
+  exit 0
+fi
+
+# Docker: take podman's image when there is one (docker import accepts fewer
+# --change instructions: no STOPSIGNAL; lab.py sets it per container instead).
+if [ "$engine" = docker ] && command -v podman >/dev/null; then
+  LAB_ENGINE=podman "$here/build.sh" >/dev/null
+  podman save "$image" | docker load >/dev/null
+  echo "lab image $image: loaded into docker from podman" >&2
   echo "$image"
   exit 0
 fi
@@ -43,14 +62,22 @@ for unit in getty.target systemd-udevd.service systemd-udev-trigger.service \
   ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
 done
 rm -f "$rootfs"/var/cache/apt/archives/*.deb
+
+# A deploy user with passwordless sudo and the lab key, as on a real fleet; key
+# logins only. pam_loginuid cannot write in an unprivileged container.
+chroot "$rootfs" useradd --create-home --shell /bin/bash deploy
+install -d -m 0700 "$rootfs/home/deploy/.ssh"
+install -m 0600 "$key_dir/id_ed25519.pub" "$rootfs/home/deploy/.ssh/authorized_keys"
+chroot "$rootfs" chown -R deploy:deploy /home/deploy/.ssh
+echo 'deploy ALL=(ALL) NOPASSWD:ALL' >"$rootfs/etc/sudoers.d/deploy"
+chmod 0440 "$rootfs/etc/sudoers.d/deploy"
+printf 'PasswordAuthentication no\nPermitRootLogin no\n' >"$rootfs/etc/ssh/sshd_config.d/lab.conf"
+sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' "$rootfs/etc/pam.d/sshd"
 : >"$rootfs/etc/machine-id"
 
-tar -C "$rootfs" -c . | "$engine" import \
-  --change 'CMD ["/sbin/init"]' \
-  --change 'STOPSIGNAL SIGRTMIN+3' \
-  --change "ENV container=$engine" \
-  --change "LABEL org.token-billing.lab.recipe=$recipe_hash" \
-  $([ "$engine" = podman ] && echo --quiet) - "$image" >/dev/null
+changes=(--change 'CMD ["/sbin/init"]' --change "ENV container=$engine" --change "LABEL org.token-billing.lab.recipe=$recipe_hash")
+[ "$engine" = podman ] && changes+=(--change 'STOPSIGNAL SIGRTMIN+3' --quiet)
+tar -C "$rootfs" -c . | "$engine" import "${changes[@]}" - "$image" >/dev/null
 rm -rf "$rootfs"
 echo "lab image $image: built" >&2
 echo "$image"

@@ -100,7 +100,8 @@ def under_load():
     sh("tbf-lb", "rm -f /tmp/loadgen.stop")
     script = (PROJECT / "molecule/fleet/loadgen.py").read_text()
     gen = subprocess.Popen(
-        [ENGINE, "exec", "-i", "tbf-lb", "python3", "-", "--key", INGEST_KEY, "--run-id", run_id, "--deadline", "400"],
+        [ENGINE, "exec", "-i", "tbf-lb", "python3", "-", "--key", INGEST_KEY, "--run-id", run_id, "--deadline", "400",
+         "--max-requests", "60000"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     gen.stdin.write(script)
@@ -256,4 +257,40 @@ def test_cleanup_removes_only_the_retired_env():
         assert set(report["kept"]) == {"token-billing-v1", "token-billing-v2"}
     for c in APPS:
         assert sh(c, "ls /opt/miniconda3/envs").split() == ["token-billing-v1", "token-billing-v2"]
+        assert ready(c)
+
+
+def test_production_inventory_converges_the_lab():
+    """inventories/production's variables, with only addresses, secrets and the mirror's installer overridden."""
+    inv = PROJECT / "build" / "production-on-lab"
+    inv.mkdir(parents=True, exist_ok=True)
+    for name in ("group_vars", "files"):
+        link = inv / name
+        if not link.is_symlink():
+            link.symlink_to(PROJECT / "inventories" / "production" / name)
+    groups = {"mirror": ["tbf-mirror"], "db": ["tbf-db"], "lb": ["tbf-lb"], "app": ["tbf-app1", "tbf-app2"]}
+    hosts = {"all": {
+        "vars": {"ansible_ssh_private_key_file": str(PROJECT / "build/lab-ssh/id_ed25519"),
+                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"},
+        "children": {g: {"hosts": {h: {"ansible_host": f"{{{{ lookup('lab_address', '{h}') }}}}"} for h in hs}}
+                     for g, hs in groups.items()}}}
+    (inv / "hosts.yml").write_text(json.dumps(hosts, indent=2))
+    installer = "CondaLab-25.1.1-0-Linux-x86_64.sh"
+    overrides = {
+        # the mirror: the lab's build of real conda 25.1.1 stands in for Miniconda3-py312_25.1.1-2 (no network here)
+        "miniconda_flavor": "lab", "miniconda_version": "25.1.1-0",
+        "miniconda_installer_sha256": (PROJECT / f"build/mirror/installers/{installer}.sha256").read_text().split()[0],
+        # unprivileged containers cannot bind-mount /dev/log into HAProxy's chroot
+        "loadbalancer_chroot": False,
+    }
+    secrets = PROJECT / "inventories/production/group_vars/all/vault.yml.example"
+    start = time.monotonic()
+    proc = subprocess.run(["ansible-playbook", "-i", str(inv / "hosts.yml"), str(PROJECT / "playbooks/site.yml"),
+                           "-e", f"@{secrets}", "-e", json.dumps(overrides)],
+                          capture_output=True, text=True, cwd=PROJECT)
+    print(f"site.yml with the production inventory on the lab over SSH: rc={proc.returncode} "
+          f"in {time.monotonic() - start:.1f} s, {changed_total(proc.stdout)} changed")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    for c in APPS:
+        assert "://billing_blue@tbf-db:5432/billing" in sh(c, "cat /opt/token-billing/current/config.toml")
         assert ready(c)
