@@ -87,7 +87,7 @@ unit: deps venv ## unit tests: project plugins, mirror + real conda, billing ser
 	pytest -q tests/unit tests/mirror app/tests
 
 molecule: deps venv image mirror ## every Molecule scenario, one after the other
-	@export LAB_IMAGE=$$($(VENV)/bin/python lab/lab.py image); passed=0; failed=0; skipped=0; \
+	@export LAB_IMAGE=$$(LAB_ENGINE=podman $(VENV)/bin/python lab/lab.py image); passed=0; failed=0; skipped=0; \
 	for s in $(MOLECULE_SCENARIOS); do \
 	  if [ -x molecule/$$s/precheck ] && ! reason=$$(molecule/$$s/precheck); then \
 	    echo "== molecule $$s: skipped: $$reason"; skipped=$$((skipped + 1)); continue; fi; \

@@ -2,6 +2,8 @@
 # Run one Molecule scenario (molecule test -s NAME) with the engine it needs:
 # the docker scenario gets a private dockerd for its duration and the lab image
 # loaded into it; every other scenario runs on podman (LAB_IMAGE from make).
+# Molecule reads every scenario's file, so the engine is fixed per scenario,
+# not taken from the caller's LAB_ENGINE.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scenario="$1"
@@ -11,5 +13,7 @@ if [ "$scenario" = docker ]; then
   export LAB_ENGINE=docker LAB_ANSIBLE_CONNECTION=community.docker.docker
   LAB_IMAGE="$(.venv/bin/python lab/lab.py image)"
   export LAB_IMAGE
+else
+  export LAB_ENGINE=podman
 fi
 molecule test -s "$scenario"
