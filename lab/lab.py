@@ -150,7 +150,8 @@ def check_name_resolution(eng: str, hosts: list[str]) -> None:
     for host in hosts:
         others = [h for h in hosts if h != host]
         r = run(eng, "exec", PREFIX + host, "getent", "hosts", *others, check=False)
-        found = {line.split()[1] for line in r.stdout.splitlines() if len(line.split()) > 1}
+        # getent prints the canonical name (e.g. app2.dns.podman): compare the first label
+        found = {name.split(".")[0] for line in r.stdout.splitlines() for name in line.split()[1:]}
         missing = [h for h in others if h not in found]
         if missing:
             hint = ("install the DNS plugin of podman's CNI backend: apt-get install "
