@@ -13,6 +13,7 @@ MOLECULE_SCENARIOS ?= default conda fleet docker upstream
 # the mirror from the upstream hosts instead (a connected staging machine).
 CONDA_SRC ?= $(firstword $(wildcard ../shared/conda-src /work/shared/conda-src) ../shared/conda-src)
 MIRROR_SOURCE ?= offline
+export CONDA_SRC
 UPSTREAM_ARGS ?=
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

@@ -50,7 +50,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 ENVS_DIR = REPO / "envs"
-DEFAULT_CONDA_SRC = REPO.parent / "shared" / "conda-src"
+DEFAULT_CONDA_SRC = Path(os.environ.get("CONDA_SRC") or REPO.parent / "shared" / "conda-src")
 
 # Bump to invalidate a step's cached outputs when its recipe changes.
 RECIPE = {"python": 5, "python_abi": 3, "wheel": 4, "conda": 4, "payload": 6, "installer": 6, "sdist": 1}
