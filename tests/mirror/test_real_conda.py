@@ -5,7 +5,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import ENVS, NEWEST, PIN, REPO, install
+from conftest import ENVS, NEWEST, PIN, REPO, Conda, install
 
 spec = importlib.util.spec_from_file_location("conda_env_filter", REPO / "roles/conda_env/filter_plugins/conda_env.py")
 conda_filter = importlib.util.module_from_spec(spec)
@@ -72,7 +72,7 @@ def test_existing_empty_prefix_needs_f(mirror_dir, home, tmp_path):
 def test_u_overlays_an_existing_installation(mirror_dir, home, tmp_path, conda_of):
     prefix = tmp_path / "base"
     assert install(mirror_dir, PIN, prefix, home).returncode == 0
-    extra = conda_of(PIN).__class__(prefix, home, conda_of(PIN).server)
+    extra = Conda(prefix, home, conda_of(PIN).server)
     extra.json("install", "--yes", "-p", prefix, "blinker=1.9.0", env={"CONDA_AUTO_UPDATE_CONDA": "false"})
     r = install(mirror_dir, NEWEST, prefix, home, "-u")
     assert r.returncode == 0, r.stderr
