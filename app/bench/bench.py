@@ -13,7 +13,7 @@ Prints figures (it is not a pass/fail test):
 4. a customer's monthly usage/cost with 10 million stored events (generated with
    generate_series into the raw and rollup tables): p50/p99 over HTTP.
 
-It starts its own throwaway PostgreSQL cluster (token_billing.testing.pgcluster, the same
+It starts its own throwaway PostgreSQL cluster (app/tests/pgcluster.py, the same
 code as the tests) and its own gunicorn (shipped config), and removes both at the end.
 Every loop is bounded in time and count. Run from the repository root:
 
@@ -42,13 +42,15 @@ from typing import Any
 import psycopg
 
 from token_billing import __version__
-from token_billing.app import upsert_customer
 from token_billing.auth import create_key
 from token_billing.config import load_settings
+from token_billing.customers import upsert_customer
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 from token_billing.pricing import parse_price_records, store_prices
-from token_billing.testing.pgcluster import PgCluster, free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/: the tests' pgcluster
+from tests.pgcluster import PgCluster, free_port
 
 MODELS = ["gpt-a", "gpt-b", "gpt-c", "small-1", "small-2"]
 N_CUSTOMERS = 1000

@@ -13,13 +13,15 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from token_billing import auth
-from token_billing.app import create_app, upsert_customer
+from token_billing.app import create_app
 from token_billing.config import Settings, load_settings
+from token_billing.customers import upsert_customer
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 from token_billing.pricing import parse_price_records, store_prices
 from token_billing.schema import usage_daily, usage_events, usage_hourly
-from token_billing.testing.pgcluster import PgBinariesMissing, PgCluster
+
+from .pgcluster import PgBinariesMissing, PgCluster
 
 BACKENDS = ["sqlite", "postgresql"]
 TEMPLATE_DB = "tb_template"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from token_billing import auth
+from token_billing.errors import InvalidInput, StateConflict
 
 from .tb_testlib import Env, bearer
 
@@ -72,9 +73,9 @@ def test_keys_stored_hashed(env: Env) -> None:
 
 def test_scopes_parsing_and_provisioned_keys(env: Env) -> None:
     assert auth.parse_scopes("read, ingest") == {"read", "ingest"}
-    with pytest.raises(ValueError, match="invalid scopes"):
+    with pytest.raises(InvalidInput, match="invalid scopes"):
         auth.parse_scopes("read,root")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInput):
         auth.parse_scopes("")
     pre = auth.generate_key()
     with env.engine.begin() as conn:
@@ -82,9 +83,9 @@ def test_scopes_parsing_and_provisioned_keys(env: Env) -> None:
         assert same == pre
         # provisioning the same key again is a no-op; a different secret is refused
         assert auth.create_key(conn, "deploy", frozenset({"read"}), pre)[0] == kid
-        with pytest.raises(ValueError, match="already exists"):
+        with pytest.raises(StateConflict, match="already exists"):
             auth.create_key(conn, "deploy", frozenset({"read"}), pre[:-4] + "AAAA")
-        with pytest.raises(ValueError, match="must look like"):
+        with pytest.raises(InvalidInput, match="must look like"):
             auth.create_key(conn, "x", frozenset({"read"}), "short")
     assert env.client.get("/v1/prices", headers=bearer(pre)).status_code == 200
 

@@ -12,8 +12,8 @@ from token_billing.app import create_app
 from token_billing.db import make_engine
 from token_billing.ingest import Ingestor
 from token_billing.migrate import upgrade
-from token_billing.testing.pgcluster import PgCluster
 
+from .pgcluster import PgCluster
 from .tb_testlib import Env, make_settings, provision
 
 

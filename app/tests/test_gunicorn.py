@@ -16,8 +16,8 @@ import requests
 
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
-from token_billing.testing.pgcluster import PgCluster, free_port
 
+from .pgcluster import PgCluster, free_port
 from .tb_testlib import add_months, make_settings, month_start, provision, ts
 
 

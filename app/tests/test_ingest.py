@@ -17,6 +17,7 @@ def test_single_event_accepted_then_duplicate(env: Env) -> None:
     assert r.get_json() == {
         "accepted": 1,
         "duplicates": 0,
+        "conflicts": 0,
         "rejected": 0,
         "results": [{"index": 0, "event_id": "evt-1", "status": "accepted"}],
     }
@@ -177,20 +178,26 @@ def test_metrics_count_outcomes(env: Env) -> None:
     def val(name: str, **labels: str) -> float:
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
-    before = (
-        val("token_billing_events_total", outcome="accepted"),
-        val("token_billing_events_total", outcome="duplicate"),
-        val("token_billing_events_rejected_total", reason="no_price"),
-        val("token_billing_tokens_total", model="small", kind="cached_input"),
+    def sample() -> tuple[float, ...]:
+        return (
+            val("token_billing_events_total", outcome="accepted"),
+            val("token_billing_events_total", outcome="duplicate"),
+            val("token_billing_events_total", outcome="conflict"),
+            val("token_billing_events_rejected_total", reason="no_price"),
+            val("token_billing_tokens_total", model="small", kind="cached_input"),
+        )
+
+    before = sample()
+    env.post(
+        [
+            env.event("m1", model="small"),
+            env.event("m1", model="small"),
+            env.event("m1"),
+            env.event("m2", model="nope"),
+        ]
     )
-    env.post([env.event("m1", model="small"), env.event("m1"), env.event("m2", model="nope")])
-    after = (
-        val("token_billing_events_total", outcome="accepted"),
-        val("token_billing_events_total", outcome="duplicate"),
-        val("token_billing_events_rejected_total", reason="no_price"),
-        val("token_billing_tokens_total", model="small", kind="cached_input"),
-    )
-    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 200]
+    after = sample()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1, 200]
     text = env.client.get("/metrics").data.decode()
     assert "token_billing_http_request_duration_seconds_bucket" in text
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings
+from .errors import DomainError
 
 
 class CliError(Exception):
@@ -77,10 +78,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_create_api_key(args: argparse.Namespace) -> int:
     from . import auth
 
-    try:
-        scopes = auth.parse_scopes(args.scopes)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    scopes = auth.parse_scopes(args.scopes)
     key = None
     if args.key_env:
         key = os.environ.get(args.key_env)
@@ -96,12 +94,11 @@ def cmd_create_api_key(args: argparse.Namespace) -> int:
     engine = _engine(settings)
     try:
         with engine.execution_options(tb_write=True).begin() as conn:
-            key_id, full = auth.create_key(conn, args.name, scopes, key)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+            key_id, full = auth.create_key(conn, args.name, scopes, key, args.customer)
     finally:
         engine.dispose()
-    print(f"created API key {key_id} ({','.join(sorted(scopes))})", file=sys.stderr)
+    bound = f", bound to customer {args.customer}" if args.customer else ""
+    print(f"created API key {key_id} ({','.join(sorted(scopes))}{bound})", file=sys.stderr)
     if key is None:
         print(full)  # the only time the key is ever shown
     return 0
@@ -144,7 +141,7 @@ def cmd_list_api_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_create_customer(args: argparse.Namespace) -> int:
-    from .app import upsert_customer
+    from .customers import upsert_customer
 
     engine = _engine(_settings(args))
     try:
@@ -187,7 +184,7 @@ def cmd_generate_invoices(args: argparse.Namespace) -> int:
         results = invoices.generate_all(
             engine, args.month, now, settings.currency, [args.customer] if args.customer else None
         )
-    except invoices.InvoiceError as exc:
+    except DomainError as exc:
         raise CliError(exc.message) from None
     finally:
         engine.dispose()
@@ -234,6 +231,25 @@ def cmd_export_csv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list_conflicts(args: argparse.Namespace) -> int:
+    from . import conflicts
+    from .timeutil import next_month, parse_month
+
+    start = parse_month(args.month)
+    engine = _engine(_settings(args))
+    try:
+        with engine.connect() as conn:
+            rows = conflicts.list_conflicts(conn, start, next_month(start), args.customer)
+    finally:
+        engine.dispose()
+    print(json.dumps(rows, indent=2))
+    print(
+        f"{len(rows)} conflicting resend(s) of events that occurred in {args.month}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["TOKEN_BILLING_CONFIG"] = args.config
@@ -268,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("create-api-key", help="create an API key; prints it once on stdout")
     s.add_argument("--name", required=True)
     s.add_argument("--scopes", required=True, help="comma-separated: ingest,read,admin")
+    s.add_argument("--customer", help="bind the key to this customer (its reads and ingests only)")
     g = s.add_mutually_exclusive_group()
     g.add_argument(
         "--key-env", help="register the pre-generated key held in this env var (idempotent)"
@@ -315,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", "-o")
     s.set_defaults(func=cmd_export_csv)
 
+    s = sub.add_parser(
+        "list-conflicts",
+        help="resends of a stored event_id with different billable content, for a month",
+    )
+    s.add_argument("--month", required=True, help="YYYY-MM: when the stored events occurred")
+    s.add_argument("--customer", help="only this customer")
+    s.set_defaults(func=cmd_list_conflicts)
+
     s = sub.add_parser("serve", help="run the HTTP service under gunicorn with the shipped config")
     s.set_defaults(func=cmd_serve)
     return p
@@ -329,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except CliError as exc:
         print(f"token-billing: error: {exc}", file=sys.stderr)
+        return 1
+    except DomainError as exc:
+        print(f"token-billing: error: {exc.message}", file=sys.stderr)
         return 1
     except Exception as exc:
         from .db import is_unavailable_error

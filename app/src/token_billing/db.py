@@ -112,3 +112,9 @@ def is_retryable_conflict(exc: BaseException) -> bool:
         return False
     orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
     return isinstance(orig, pg_errors.DeadlockDetected | pg_errors.SerializationFailure)
+
+
+def is_db_error(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError)

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from . import metrics
+from . import conflicts, metrics
 from .config import Settings
 from .db import is_retryable_conflict, is_sqlite, make_engine
 from .pricing import PriceBook, load_price_book
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
+CONFLICT = "conflict"
 REJECTED = "rejected"
 
 _PG_COLUMNS = (
@@ -50,6 +51,7 @@ _PG_COLUMNS = (
     ("occurred_at", "timestamptz"),
     ("price_id", "int4"),
     ("metadata", "text"),
+    ("content_digest", "text"),
 )
 
 # One statement: insert the events (sorted by event_id), roll up ONLY the rows actually
@@ -122,8 +124,9 @@ _PG_CUSTOMERS = "SELECT customer_id FROM customers WHERE customer_id = ANY(%s::t
 
 _SQLITE_INSERT_EVENT = """
 INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, input_tokens,
-    cached_input_tokens, output_tokens, occurred_at, received_at, price_id, metadata)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    cached_input_tokens, output_tokens, occurred_at, received_at, price_id, metadata,
+    content_digest)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id) DO NOTHING
 """
 
@@ -166,6 +169,7 @@ class IngestOutcome:
     results: list[dict[str, Any]]
     accepted: int = 0
     duplicates: int = 0
+    conflicts: int = 0
     rejected: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -203,6 +207,7 @@ class Ingestor:
         limits = self.limits
         first_index: dict[str, int] = {}
         valid: list[tuple[int, Event]] = []
+        repeats: list[tuple[int, Event]] = []
         for i, obj in enumerate(items):
             ev, err = validate_event(obj, limits, now)
             if ev is None:
@@ -214,7 +219,8 @@ class Ingestor:
                 continue
             ids[i] = ev.event_id
             if ev.event_id in first_index:
-                status[i] = DUPLICATE  # repeated inside the batch: counted once
+                status[i] = DUPLICATE  # repeated inside the batch: settled below
+                repeats.append((i, ev))
                 continue
             first_index[ev.event_id] = i
             valid.append((i, ev))
@@ -238,6 +244,7 @@ class Ingestor:
                             errors.pop(i, None)
                         continue
                     raise
+        self._settle_repeats(valid, repeats, first_index, status, errors, now)
 
         out = IngestOutcome(results=[])
         reasons: dict[str, int] = {}
@@ -252,6 +259,9 @@ class Ingestor:
                 reasons[err["code"]] = reasons.get(err["code"], 0) + 1
             elif st == DUPLICATE:
                 out.duplicates += 1
+            elif st == CONFLICT:
+                res["error"] = errors[i]
+                out.conflicts += 1
             else:
                 out.accepted += 1
             results.append(res)
@@ -260,6 +270,36 @@ class Ingestor:
         return out
 
     # -- internals ---------------------------------------------------------------------------
+    def _settle_repeats(
+        self,
+        valid: list[tuple[int, Event]],
+        repeats: list[tuple[int, Event]],
+        first_index: dict[str, int],
+        status: list[str],
+        errors: dict[int, dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """Each event whose id was already taken is a duplicate or a conflict."""
+        candidates = [(i, ev) for i, ev in valid if status[i] == DUPLICATE]
+        for i, ev in repeats:
+            first = first_index[ev.event_id]
+            if status[first] == REJECTED:  # nothing was stored under this id
+                status[i] = REJECTED
+                errors[i] = errors[first]
+            else:
+                candidates.append((i, ev))
+        if not candidates:
+            return
+        for i in conflicts.settle(self.write_engine, candidates, now):
+            status[i] = CONFLICT
+            errors[i] = error(
+                "conflicting_resend",
+                "event_id",
+                "event_id already stored with different billable content; the stored "
+                "event stands and is billed, this one was not stored "
+                "(GET /v1/usage/conflicts lists it)",
+            )
+
     def _check_customers(self, conn: Connection, wanted: set[str]) -> set[str]:
         unknown = wanted - self._known_customers
         if unknown:
@@ -516,6 +556,7 @@ class Ingestor:
             dumps([ev.occurred_at_text for ev, _ in rows]),
             dumps([p for _, p in rows]),
             dumps([ev.metadata for ev, _ in rows]),
+            dumps([ev.digest for ev, _ in rows]),
         ]
 
     def _insert_sqlite(
@@ -543,6 +584,7 @@ class Ingestor:
                         received,
                         price_id,
                         ev.metadata,
+                        ev.digest,
                     ),
                 )
                 if cur.rowcount == 1:
@@ -603,6 +645,8 @@ class Ingestor:
             metrics.EVENTS.labels(ACCEPTED).inc(out.accepted)
         if out.duplicates:
             metrics.EVENTS.labels(DUPLICATE).inc(out.duplicates)
+        if out.conflicts:
+            metrics.EVENTS.labels(CONFLICT).inc(out.conflicts)
         if out.rejected:
             metrics.EVENTS.labels(REJECTED).inc(out.rejected)
             for reason, count in out.reject_reasons.items():

@@ -21,10 +21,9 @@ totals are sums of lines.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,27 +31,12 @@ from sqlalchemy import Connection, Engine, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import metrics
+from .errors import NotFound, StateConflict
 from .pricing import line_amount, money_str, prices_by_id
-from .queries import iso, next_month
 from .schema import customers, invoice_lines, invoices, usage_hourly
+from .timeutil import iso, next_month, parse_month
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
 TOKEN_KINDS = ("input", "cached_input", "output")
-
-
-class InvoiceError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def parse_month(value: str) -> datetime:
-    m = _MONTH.fullmatch(value or "")
-    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2000:
-        raise InvoiceError(400, "invalid_month", "month must be YYYY-MM, e.g. 2025-01")
-    return datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=UTC)
 
 
 @dataclass
@@ -82,8 +66,8 @@ def generate_invoice(
         if found is not None:
             return found, False
     if now < end:
-        raise InvoiceError(
-            409, "period_open", f"{month} is not over yet; invoices are issued after month end"
+        raise StateConflict(
+            "period_open", f"{month} is not over yet; invoices are issued after month end"
         )
     try:
         with write_engine.begin() as conn:
@@ -93,7 +77,7 @@ def generate_invoice(
                 ).first()
                 is None
             ):
-                raise InvoiceError(404, "unknown_customer", f"unknown customer_id {customer_id!r}")
+                raise NotFound("unknown_customer", f"unknown customer_id {customer_id!r}")
             if _find_id(conn, customer_id, start) is not None:
                 invoice_id = None  # raced with another generator: fall through to re-read
             else:
@@ -105,8 +89,7 @@ def generate_invoice(
                     )
                 ).scalar()
                 if later:
-                    raise InvoiceError(
-                        409,
+                    raise StateConflict(
                         "later_invoice_exists",
                         f"an invoice for a period after {month} exists for {customer_id}; "
                         "open usage of earlier months is billed on the next invoice as adjustment",

@@ -21,7 +21,7 @@ from prometheus_client import (
 
 EVENTS = Counter(
     "token_billing_events",
-    "Usage events by ingest outcome (accepted, duplicate, rejected)",
+    "Usage events by ingest outcome (accepted, duplicate, conflict, rejected)",
     ["outcome"],
 )
 REJECTED = Counter(

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, select, text
 
+from .errors import InvalidInput
 from .schema import prices, usage_hourly
 from .validation import parse_timestamp
 
@@ -138,8 +139,9 @@ def price_to_json(p: Price) -> dict[str, Any]:
 # -- loading ---------------------------------------------------------------------------
 
 
-class PriceError(ValueError):
-    pass
+class PriceError(InvalidInput):
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_price", message)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 
 from .pricing import cost, money_str, prices_by_id
 from .schema import unpriced_rejections, usage_daily, usage_hourly
+from .timeutil import iso, month_start, next_month
 
 GRANULARITIES = ("hour", "day", "month")
 
@@ -41,20 +42,6 @@ class UsageRow:
             "cost": money_str(self.cost),
             "currency": currency,
         }
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def month_start(dt: datetime) -> datetime:
-    return dt.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def next_month(dt: datetime) -> datetime:
-    if dt.month == 12:
-        return dt.replace(year=dt.year + 1, month=1)
-    return dt.replace(month=dt.month + 1)
 
 
 def _bucket(conn: Connection, granularity: str, col: Any) -> Any:

@@ -114,6 +114,7 @@ api_keys = Table(
     Column("scopes", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False, server_default=func.now()),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("customer_id", String(128), nullable=True),  # bound key: this customer only
 )
 
 prices = Table(
@@ -145,6 +146,8 @@ usage_events = Table(
     Column("received_at", UTCDateTime(), nullable=False, server_default=func.now()),
     Column("price_id", Integer, nullable=False),
     Column("metadata", Text, nullable=True),
+    # sha256 of the billable content (content.py); NULL for events stored before 0002
+    Column("content_digest", String(64), nullable=True),
 )
 
 # Hourly rollup, maintained in the same transaction as the event insert.
@@ -232,6 +235,25 @@ unpriced_rejections = Table(
     Column("rejected_count", BigInteger, nullable=False),
     Column("last_seen_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("model", "day", name="pk_unpriced_rejections"),
+)
+
+# Resends of a stored event_id with different billable content (conflicts.py): one row
+# per distinct resent content, until ops settle it. occurred_at is the stored event's.
+usage_conflicts = Table(
+    "usage_conflicts",
+    metadata,
+    Column("event_id", String(128), nullable=False),
+    Column("content_digest", String(64), nullable=False),
+    Column("customer_id", String(128), nullable=False),
+    Column("stored_customer_id", String(128), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("stored_content", Text, nullable=False),
+    Column("resend_count", BigInteger, nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("event_id", "content_digest", name="pk_usage_conflicts"),
+    Index("ix_usage_conflicts_occurred_at", "occurred_at"),
 )
 
 # The application schema revisions (alembic heads of app releases) that may run against
