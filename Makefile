@@ -1,6 +1,6 @@
 # Single entry point. The two commands README.md promises:
 #   make lab    bring up the local lab fleet and converge the site playbook on it
-#   make test   lint, unit tests, every Molecule scenario
+#   make test   lint, unit tests, the service's tests in the shipped env, every Molecule scenario
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
@@ -23,7 +23,7 @@ export LAB_ENGINE ?= podman
 export LAB_ANSIBLE_CONNECTION := $(if $(filter docker,$(LAB_ENGINE)),community.docker.docker,lab_podman)
 
 
-.PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit molecule test bench-app bench-conda bench-fleet clean
+.PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit app-env-test molecule test bench-app bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 unit: deps venv ## unit tests: project plugins, mirror + real conda, billing service (SQLite and PostgreSQL)
 	pytest -q tests/unit tests/mirror app/tests
 
+app-env-test: deps venv mirror ## billing service tests inside the newest envs/token-billing-vN.yml env (real conda, from the mirror)
+	$(VENV)/bin/python lab/app_env_test.py
+
 molecule: deps venv image mirror ## every Molecule scenario, one after the other
 	@export LAB_IMAGE=$$(LAB_ENGINE=podman $(VENV)/bin/python lab/lab.py image); passed=0; failed=0; skipped=0; \
 	for s in $(MOLECULE_SCENARIOS); do \
@@ -98,7 +101,7 @@ molecule: deps venv image mirror ## every Molecule scenario, one after the other
 	done; \
 	echo "molecule: $$passed passed, $$failed failed, $$skipped skipped"; [ $$failed -eq 0 ]
 
-test: deps venv lint unit molecule ## everything CI runs
+test: deps venv lint unit app-env-test molecule ## everything CI runs
 
 bench-app: deps venv ## billing service ingest/query benchmark (prints figures, ~7 min)
 	$(VENV)/bin/python app/bench/bench.py

@@ -29,6 +29,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONDA_VERSION = "25.1.1"
+TOOL = REPO / "build" / "locktool"  # conda and its package cache, shared with lab/app_env_test.py
 
 
 def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -47,10 +48,18 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
-def install_conda(mirror: Path, tool: Path) -> Path:
+def write_condarc(home: Path, url: str, tool: Path = TOOL) -> None:
+    """A condarc in home that takes conda-forge from the mirror served at url."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".condarc").write_text(f"channel_alias: {url}/conda\nchannels: [conda-forge]\n"
+                                   f"channel_priority: strict\npkgs_dirs: [{tool / 'pkgs'}]\n")
+
+
+def install_conda(mirror: Path, tool: Path = TOOL) -> Path:
+    """Real conda CONDA_VERSION from the mirror's installer under tool (reinstalled when the installer changes)."""
     installer = mirror / "installers" / f"CondaLab-{CONDA_VERSION}-0-Linux-x86_64.sh"
     if not installer.is_file():
-        raise SystemExit(f"locks: {installer} is missing: run 'make mirror' first")
+        raise SystemExit(f"{installer} is missing: run 'make mirror' first")
     stamp = tool / "installer.sha256"
     want = (installer.parent / f"{installer.name}.sha256").read_text().split()[0]
     if not (stamp.is_file() and stamp.read_text() == want):
@@ -96,15 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--envs", type=Path, default=REPO / "envs")
     args = ap.parse_args(argv)
 
-    tool = REPO / "build" / "locktool"
-    conda = install_conda(args.mirror, tool)
+    conda = install_conda(args.mirror)
     httpd, url = serve(args.mirror)
     try:
         with tempfile.TemporaryDirectory(prefix="locks-") as tmp:
             work, home = Path(tmp), Path(tmp) / "home"
-            home.mkdir()
-            (home / ".condarc").write_text(f"channel_alias: {url}/conda\nchannels: [conda-forge]\n"
-                                           f"channel_priority: strict\npkgs_dirs: [{tool / 'pkgs'}]\n")
+            write_condarc(home, url)
             for spec_file in sorted(args.envs.glob("*.yml")):
                 text = lock_env(conda, spec_file, url, args.lock_url.rstrip("/"), work, home)
                 lock = spec_file.with_suffix(".lock.txt")
