@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from token_billing import __version__
 from token_billing.app import create_app
 from token_billing.cli import main
 from token_billing.config import load_settings
@@ -146,7 +147,7 @@ def test_cli_version_and_config_error(
     with pytest.raises(SystemExit) as ei:
         main(["--version"])
     assert ei.value.code == 0
-    assert "1.0.0" in capsys.readouterr().out
+    assert __version__ in capsys.readouterr().out
     monkeypatch.setenv("TOKEN_BILLING_MAX_BATCH_SIZE", "-3")
     assert main(["check-config"]) == 2
     err = capsys.readouterr().err
