@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -142,17 +143,17 @@ def server(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> I
         engine.dispose()
 
 
-def _raw(port: int, head: str, chunks: list[bytes], pause: float = 0.0) -> int:
+def _raw(port: int, head: str, chunks: list[bytes], pause: float = 0.005) -> int:
+    """Send like a well-behaved client: stop sending once the server has answered (bytes
+    still unread when gunicorn closes would make the kernel reset the connection)."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(head.encode())
-        try:
-            for chunk in chunks:
-                sock.sendall(chunk)
-                if pause:
-                    time.sleep(pause)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # answered and closed before the whole body was sent
-        sock.shutdown(socket.SHUT_WR)
+        for chunk in chunks:
+            if select.select([sock], [], [], pause)[0]:
+                break  # answered early (413): stop sending
+            sock.sendall(chunk)
+        else:
+            sock.shutdown(socket.SHUT_WR)
         reply = b""
         while data := sock.recv(65536):
             reply += data
@@ -194,7 +195,7 @@ def test_gunicorn_limits(server: Any) -> None:
     padded_inside = json.dumps(_event("gl-2", metadata={"pad": "x" * LIMIT * 4})).encode()
     assert _raw(port, _head(key, chunked), _chunked(padded_inside)) == 413
     slow = json.dumps(_event("gl-3")).encode() + b" " * (LIMIT * 2)
-    assert _raw(port, _head(key, chunked), _chunked(slow, 256), pause=0.01) == 413
+    assert _raw(port, _head(key, chunked), _chunked(slow, 256), pause=0.05) == 413
     sized = f"Content-Length: {len(padded_outside)}\r\n"
     assert _raw(port, _head(key, sized), [padded_outside]) == 413
     assert _raw(port, _head(key, "", "1.0"), [padded_outside]) == 411

@@ -10,7 +10,6 @@ from sqlalchemy.exc import OperationalError
 
 from token_billing.app import create_app
 from token_billing.db import make_engine
-from token_billing.ingest import Ingestor
 from token_billing.migrate import upgrade
 
 from .pgcluster import PgCluster
@@ -19,14 +18,14 @@ from .tb_testlib import Env, make_settings, provision
 
 def test_failure_mid_transaction_stores_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """The connection dies after the events were inserted, before COMMIT."""
-    from token_billing import ingest
-
     if env.engine.dialect.name == "postgresql":
+        from token_billing.storage import pg
+
         # the server kills our own backend while executing the insert statement
         monkeypatch.setattr(
-            ingest,
+            pg,
             "_PG_INGEST",
-            ingest._PG_INGEST.replace(
+            pg._PG_INGEST.replace(
                 "SELECT event_id FROM ins",
                 "SELECT event_id FROM ins WHERE pg_terminate_backend(pg_backend_pid())",
             ),
@@ -36,7 +35,9 @@ def test_failure_mid_transaction_stores_nothing(env: Env, monkeypatch: pytest.Mo
         def broken(*_a: object, **_k: object) -> None:
             raise OperationalError("INSERT INTO usage_hourly", {}, Exception("disk I/O error"))
 
-        monkeypatch.setattr(Ingestor, "_upsert_rollup", broken)
+        from token_billing.storage.sqlite import SqliteStore
+
+        monkeypatch.setattr(SqliteStore, "_upsert_rollup", broken)
     batch = [env.event(f"half-{i}") for i in range(10)]
     r = env.post(batch)
     assert r.status_code == 503

@@ -1,0 +1,185 @@
+"""SQLite event store (the embedded quick start): one ``BEGIN IMMEDIATE`` transaction per
+batch; the events' row counts say which were inserted, and only those are rolled up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, select
+
+from ..pricing import load_price_book
+from ..schema import customers
+from ..validation import Event
+from .common import Errors, InsertedTokens, Statuses, classify, finish_statuses
+
+_SQLITE_INSERT_EVENT = """
+INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, input_tokens,
+    cached_input_tokens, output_tokens, occurred_at, received_at, price_id, metadata,
+    content_digest)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+_SQLITE_UPSERT_DAILY = """
+INSERT INTO usage_daily (customer_id, day, model, price_id, event_count,
+    input_tokens, cached_input_tokens, output_tokens)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (customer_id, day, model, price_id, shard) DO UPDATE SET
+    event_count = event_count + excluded.event_count,
+    input_tokens = input_tokens + excluded.input_tokens,
+    cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens
+"""
+
+_SQLITE_UPSERT_ROLLUP = """
+INSERT INTO usage_hourly (customer_id, hour, model, price_id, invoice_id, event_count,
+    input_tokens, cached_input_tokens, output_tokens)
+VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)
+ON CONFLICT (customer_id, hour, model, price_id, invoice_id, shard) DO UPDATE SET
+    event_count = event_count + excluded.event_count,
+    input_tokens = input_tokens + excluded.input_tokens,
+    cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens
+"""
+
+_UNPRICED_UPSERT = """
+INSERT INTO unpriced_rejections (model, day, rejected_count, last_seen_at)
+VALUES ({p}, {p}, {p}, {p})
+ON CONFLICT (model, day) DO UPDATE SET
+    rejected_count = unpriced_rejections.rejected_count + excluded.rejected_count,
+    last_seen_at = excluded.last_seen_at
+"""
+
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class SqliteStore:
+    def __init__(self, engine: Engine) -> None:
+        self.write_engine = engine.execution_options(tb_write=True)
+        self._known_customers: set[str] = set()
+
+    def store(
+        self,
+        valid: list[tuple[int, Event]],
+        status: Statuses,
+        errors: Errors,
+        now: datetime,
+        fresh: bool,
+    ) -> InsertedTokens:
+        with self.write_engine.begin() as conn:
+            unknown = self._check_customers(conn, {ev.customer_id for _, ev in valid})
+            book = load_price_book(conn, sorted({ev.model for _, ev in valid}))
+            rows, index_of, unpriced = classify(valid, unknown, book.lookup, status, errors)
+            inserted = self._insert(conn, rows, now)
+            rollup: dict[tuple[str, datetime, str, int], list[int]] = {}
+            for ev, price_id in rows:
+                if ev.event_id not in inserted:
+                    continue
+                hour = ev.occurred_at.replace(minute=0, second=0, microsecond=0)
+                key = (ev.customer_id, hour, ev.model, price_id)
+                agg = rollup.get(key)
+                if agg is None:
+                    rollup[key] = [1, ev.input_tokens, ev.cached_input_tokens, ev.output_tokens]
+                else:
+                    agg[0] += 1
+                    agg[1] += ev.input_tokens
+                    agg[2] += ev.cached_input_tokens
+                    agg[3] += ev.output_tokens
+            if rollup:
+                self._upsert_rollup(conn, rollup)
+            if unpriced:
+                self._record_unpriced(conn, unpriced, now)
+        return finish_statuses(rows, inserted, index_of, status)
+
+    def _check_customers(self, conn: Connection, wanted: set[str]) -> set[str]:
+        unknown = wanted - self._known_customers
+        if unknown:
+            found = {
+                r[0]
+                for r in conn.execute(
+                    select(customers.c.customer_id).where(
+                        customers.c.customer_id.in_(sorted(unknown))
+                    )
+                )
+            }
+            self._known_customers |= found
+            unknown -= found
+        return unknown
+
+    def _insert(self, conn: Connection, rows: list[tuple[Event, int]], now: datetime) -> set[str]:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        received = now.astimezone(UTC).strftime(_SQLITE_TS)
+        inserted: set[str] = set()
+        cur = raw.cursor()
+        try:
+            for ev, price_id in rows:
+                cur.execute(
+                    _SQLITE_INSERT_EVENT,
+                    (
+                        ev.event_id,
+                        ev.customer_id,
+                        ev.api_key_id,
+                        ev.project,
+                        ev.model,
+                        ev.input_tokens,
+                        ev.cached_input_tokens,
+                        ev.output_tokens,
+                        ev.occurred_at.strftime(_SQLITE_TS),
+                        received,
+                        price_id,
+                        ev.metadata,
+                        ev.digest,
+                    ),
+                )
+                if cur.rowcount == 1:
+                    inserted.add(ev.event_id)
+        finally:
+            cur.close()
+        return inserted
+
+    def _upsert_rollup(
+        self, conn: Connection, rollup: dict[tuple[str, datetime, str, int], list[int]]
+    ) -> None:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        daily: dict[tuple[str, datetime, str, int], list[int]] = {}
+        for (c, h, m, p), agg in rollup.items():
+            key = (c, h.replace(hour=0), m, p)
+            d = daily.get(key)
+            if d is None:
+                daily[key] = list(agg)
+            else:
+                for j in range(4):
+                    d[j] += agg[j]
+        cur = raw.cursor()
+        try:
+            cur.executemany(
+                _SQLITE_UPSERT_DAILY,
+                [
+                    (c, d.strftime(_SQLITE_TS), m, p, *daily[(c, d, m, p)])
+                    for (c, d, m, p) in sorted(daily)
+                ],
+            )
+            cur.executemany(
+                _SQLITE_UPSERT_ROLLUP,
+                [
+                    (c, h.strftime(_SQLITE_TS), m, p, *rollup[(c, h, m, p)])
+                    for (c, h, m, p) in sorted(rollup)
+                ],
+            )
+        finally:
+            cur.close()
+
+    def _record_unpriced(
+        self, conn: Connection, unpriced: dict[tuple[str, str], int], now: datetime
+    ) -> None:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        ts = now.astimezone(UTC).strftime(_SQLITE_TS)
+        cur = raw.cursor()
+        try:
+            for (model, day), count in sorted(unpriced.items()):
+                cur.execute(_UNPRICED_UPSERT.format(p="?"), (model, day, count, ts))
+        finally:
+            cur.close()
