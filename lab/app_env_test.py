@@ -166,7 +166,9 @@ def service_wheel(src: Path = REPO / "app" / "src") -> Path:
     source = {p.relative_to(src).as_posix(): p.read_bytes() for p in (src / "token_billing").rglob("*")
               if p.suffix in {".py", ".mako", ".typed"} and "__pycache__" not in p.parts}
     if stale := sorted(n for n in packed.keys() | source.keys() if packed.get(n) != source.get(n)):
-        raise fail(f"{wheels[0].relative_to(REPO)} does not match app/src ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): run 'make mirror'")
+        # setuptools builds ./app in app/build/lib and never removes a module deleted from app/src there
+        fix = "remove app/build, then run 'make mirror'" if packed.keys() - source.keys() else "run 'make mirror'"
+        raise fail(f"{wheels[0].relative_to(REPO)} does not match app/src ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): {fix}")
     return wheels[0]
 
 
