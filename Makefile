@@ -49,7 +49,7 @@ image: deps venv ## build (or reuse) the lab host image
 	@$(VENV)/bin/python lab/lab.py image
 
 mirror: venv ## fill the internal mirror (conda channel with real conda, PyPI index, installers); MIRROR_SOURCE=offline|upstream
-	rm -rf build/wheels && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel -q --no-deps ./app -w build/wheels
+	rm -rf build/wheels app/build && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel -q --no-deps ./app -w build/wheels
 	@if [ "$(MIRROR_SOURCE)" = upstream ]; then \
 	  $(VENV)/bin/python lab/mirror/upstream.py --out build/mirror --app-wheel build/wheels/*.whl $(UPSTREAM_ARGS); \
 	else \
