@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import select
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 from token_billing.web.limits import BodyLimit
 
+from .gunicorn_proc import gunicorn
 from .pgcluster import PgCluster, free_port
 from .tb_testlib import Env, add_months, make_settings, month_start, provision, ts
 
@@ -98,48 +94,17 @@ def server(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> I
     keys = provision(engine, settings)
     port = free_port()
     tmp = tmp_path_factory.mktemp("limits")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TOKEN_BILLING_", "PROMETHEUS_"))
+    settings_env = {
+        "database_url": url,
+        "bind": f"127.0.0.1:{port}",
+        "workers": "1",
+        "max_body_bytes": str(LIMIT),
+        "prometheus_multiproc_dir": str(tmp / "prom"),
     }
-    env.update(
-        {
-            "TOKEN_BILLING_DATABASE_URL": url,
-            "TOKEN_BILLING_BIND": f"127.0.0.1:{port}",
-            "TOKEN_BILLING_WORKERS": "1",
-            "TOKEN_BILLING_MAX_BODY_BYTES": str(LIMIT),
-            "TOKEN_BILLING_PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
-        }
-    )
-    log = open(tmp / "gunicorn.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:token_billing.gunicorn_conf",
-            "token_billing.wsgi:app",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("gunicorn not ready: " + (tmp / "gunicorn.log").read_text())
-        yield port, keys["ingest"], engine
+        with gunicorn(settings_env, tmp / "gunicorn.log"):
+            yield port, keys["ingest"], engine
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
         engine.dispose()
 
 

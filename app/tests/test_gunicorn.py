@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +14,7 @@ import requests
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 
+from .gunicorn_proc import gunicorn
 from .pgcluster import PgCluster, free_port
 from .tb_testlib import add_months, make_settings, month_start, provision, ts
 
@@ -40,48 +38,16 @@ def test_gunicorn_two_workers_metrics(pg_cluster: PgCluster, tmp_path: Path) -> 
 
     port = free_port()
     mp_dir = tmp_path / "prom"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TOKEN_BILLING_", "PROMETHEUS_"))
+    settings_env = {
+        "database_url": url,
+        "bind": f"127.0.0.1:{port}",
+        "workers": "2",
+        "threads": "2",
+        "prometheus_multiproc_dir": str(mp_dir),
+        "log_level": "info",
     }
-    env.update(
-        {
-            "TOKEN_BILLING_DATABASE_URL": url,
-            "TOKEN_BILLING_BIND": f"127.0.0.1:{port}",
-            "TOKEN_BILLING_WORKERS": "2",
-            "TOKEN_BILLING_THREADS": "2",
-            "TOKEN_BILLING_PROMETHEUS_MULTIPROC_DIR": str(mp_dir),
-            "TOKEN_BILLING_LOG_LEVEL": "info",
-        }
-    )
-    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:token_billing.gunicorn_conf",
-            "token_billing.wsgi:app",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError(
-                "gunicorn did not become ready: " + (tmp_path / "gunicorn.log").read_text()
-            )
-
+    with gunicorn(settings_env, tmp_path / "gunicorn.log") as proc:
         month = add_months(month_start(datetime.now(UTC)), -1)
         headers = {"Authorization": f"Bearer {keys['ingest']}", "Connection": "close"}
 
@@ -123,11 +89,6 @@ def test_gunicorn_two_workers_metrics(pg_cluster: PgCluster, tmp_path: Path) -> 
         # graceful shutdown on SIGTERM
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
     out = (tmp_path / "gunicorn.log").read_text()
     assert '"msg": "request"' in out  # structured JSON access lines
     assert keys["ingest"] not in out and "Bearer" not in out  # no secrets in logs

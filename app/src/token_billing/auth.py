@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select, update
 
-from .errors import Forbidden, InvalidInput, NotFound, StateConflict, Unauthenticated
-from .schema import api_keys, customers
+from .customers import require as require_customer
+from .errors import Forbidden, InvalidInput, StateConflict, Unauthenticated
+from .schema import api_keys
 
 SCOPES = ("ingest", "read", "admin")
 PREFIX = "tbk_"
@@ -88,13 +89,7 @@ def create_key(
     if customer_id is not None:
         if "admin" in scopes:
             raise InvalidInput("invalid_value", "a customer-bound key cannot have the admin scope")
-        if (
-            conn.execute(
-                select(customers.c.customer_id).where(customers.c.customer_id == customer_id)
-            ).first()
-            is None
-        ):
-            raise NotFound("unknown_customer", f"unknown customer_id {customer_id!r}")
+        require_customer(conn, customer_id)
     if key is None:
         key_id = secrets.token_hex(8)
         key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"

@@ -31,7 +31,8 @@ from sqlalchemy import Connection, Engine, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import metrics
-from .errors import NotFound, StateConflict
+from .customers import require as require_customer
+from .errors import StateConflict
 from .pricing import line_amount, money_str, prices_by_id
 from .schema import customers, invoice_lines, invoices, usage_hourly
 from .timeutil import iso, next_month, parse_month
@@ -71,13 +72,7 @@ def generate_invoice(
         )
     try:
         with write_engine.begin() as conn:
-            if (
-                conn.execute(
-                    select(customers.c.customer_id).where(customers.c.customer_id == customer_id)
-                ).first()
-                is None
-            ):
-                raise NotFound("unknown_customer", f"unknown customer_id {customer_id!r}")
+            require_customer(conn, customer_id)
             if _find_id(conn, customer_id, start) is not None:
                 invoice_id = None  # raced with another generator: fall through to re-read
             else:
