@@ -37,7 +37,7 @@ def test_failure_mid_transaction_stores_nothing(env: Env, monkeypatch: pytest.Mo
 
         from token_billing.storage.sqlite import SqliteStore
 
-        monkeypatch.setattr(SqliteStore, "_upsert_rollup", broken)
+        monkeypatch.setattr(SqliteStore, "_upsert_rollups", broken)
     batch = [env.event(f"half-{i}") for i in range(10)]
     r = env.post(batch)
     assert r.status_code == 503

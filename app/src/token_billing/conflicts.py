@@ -60,15 +60,13 @@ def _stored_digest(row: Row[Any]) -> str:
         return str(row.content_digest)
     # stored before digests were recorded: the digest of its columns is the same thing
     return digest(
-        billable_content(
-            row.customer_id,
-            row.project,
-            row.model,
-            row.input_tokens,
-            row.cached_input_tokens,
-            row.output_tokens,
-            row.occurred_at,
-        )
+        row.customer_id,
+        row.project,
+        row.model,
+        row.input_tokens,
+        row.cached_input_tokens,
+        row.output_tokens,
+        row.occurred_at,
     )
 
 

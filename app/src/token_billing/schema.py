@@ -146,7 +146,7 @@ usage_events = Table(
     Column("received_at", UTCDateTime(), nullable=False, server_default=func.now()),
     Column("price_id", Integer, nullable=False),
     Column("metadata", Text, nullable=True),
-    # sha256 of the billable content (content.py); NULL for events stored before 0002
+    # digest of the billable content (content.py); NULL for events stored before 0002
     Column("content_digest", String(64), nullable=True),
 )
 

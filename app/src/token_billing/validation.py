@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from .content import billable_content, digest
+from .content import digest
 
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
@@ -28,7 +28,7 @@ class Event(NamedTuple):
     occurred_at: datetime  # aware, UTC
     metadata: str | None  # compact JSON text
     occurred_at_text: str  # normalised RFC 3339 text (<= 6 fraction digits), same instant
-    digest: str  # sha256 of the billable content (content.billable_content)
+    digest: str  # of the billable content (content.digest)
 
 
 @dataclass(frozen=True)
@@ -210,15 +210,13 @@ def validate_event(
             meta_text,
             occurred_text,
             digest(
-                billable_content(
-                    customer_id,  # type: ignore[arg-type]
-                    project,
-                    model,  # type: ignore[arg-type]
-                    input_tokens,
-                    cached,
-                    output_tokens,
-                    occurred_at,
-                )
+                customer_id,  # type: ignore[arg-type]
+                project,
+                model,  # type: ignore[arg-type]
+                input_tokens,
+                cached,
+                output_tokens,
+                occurred_at,
             ),
         ),
         None,

@@ -30,6 +30,7 @@ from .common import (
     classify,
     finish_statuses,
 )
+from .rollup import ROLLUPS, upsert
 
 _PG_COLUMNS = (
     ("event_id", "text"),
@@ -47,11 +48,15 @@ _PG_COLUMNS = (
 )
 
 # One statement: insert the events (sorted by event_id), roll up ONLY the rows actually
-# inserted (RETURNING of the insert) into usage_hourly and usage_daily, return their ids.
+# inserted (RETURNING of the insert) into both rollups (rollup.py), return their ids.
 # Each column travels as one JSON array parameter (cheap to build, parsed in C). The
 # price-book guard makes it write nothing (and return STALE_MARKER) when prices were
 # added since the caller priced the batch; it runs after LOCK prices IN SHARE MODE, so
 # its snapshot includes every committed price load.
+_ROLLUP_CTES = "\n), ".join(
+    f"up_{r.unit} AS (\n    {upsert(r, 'ins', 'postgresql', 'pg_backend_pid() %% 8')}"
+    for r in ROLLUPS
+)
 _PG_INGEST = f"""
 WITH src AS (
     SELECT {", ".join(f"c{i}::{t} AS {n}" for i, (n, t) in enumerate(_PG_COLUMNS))}
@@ -64,35 +69,7 @@ WITH src AS (
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, customer_id, model, price_id, occurred_at, input_tokens,
         cached_input_tokens, output_tokens
-), agg AS (
-    SELECT customer_id, date_trunc('hour', occurred_at) AS hour, model, price_id,
-        count(*) AS n, sum(input_tokens) AS i, sum(cached_input_tokens) AS ci,
-        sum(output_tokens) AS o
-    FROM ins GROUP BY 1, 2, 3, 4
-), agg_day AS (
-    SELECT customer_id, date_trunc('day', hour) AS day, model, price_id, sum(n) AS n,
-        sum(i) AS i, sum(ci) AS ci, sum(o) AS o
-    FROM agg GROUP BY 1, 2, 3, 4
-), up_day AS (
-    INSERT INTO usage_daily AS d (customer_id, day, model, price_id, shard, event_count,
-        input_tokens, cached_input_tokens, output_tokens)
-    SELECT customer_id, day, model, price_id, pg_backend_pid() %% 8, n, i, ci, o FROM agg_day
-    ORDER BY customer_id, day, model, price_id
-    ON CONFLICT (customer_id, day, model, price_id, shard) DO UPDATE SET
-        event_count = d.event_count + EXCLUDED.event_count,
-        input_tokens = d.input_tokens + EXCLUDED.input_tokens,
-        cached_input_tokens = d.cached_input_tokens + EXCLUDED.cached_input_tokens,
-        output_tokens = d.output_tokens + EXCLUDED.output_tokens
-), up AS (
-    INSERT INTO usage_hourly AS u (customer_id, hour, model, price_id, invoice_id, shard,
-        event_count, input_tokens, cached_input_tokens, output_tokens)
-    SELECT customer_id, hour, model, price_id, 0, pg_backend_pid() %% 8, n, i, ci, o FROM agg
-    ORDER BY customer_id, hour, model, price_id
-    ON CONFLICT (customer_id, hour, model, price_id, invoice_id, shard) DO UPDATE SET
-        event_count = u.event_count + EXCLUDED.event_count,
-        input_tokens = u.input_tokens + EXCLUDED.input_tokens,
-        cached_input_tokens = u.cached_input_tokens + EXCLUDED.cached_input_tokens,
-        output_tokens = u.output_tokens + EXCLUDED.output_tokens
+), {_ROLLUP_CTES}
 )
 SELECT event_id FROM ins
 UNION ALL

@@ -11,6 +11,7 @@ from ..pricing import load_price_book
 from ..schema import customers
 from ..validation import Event
 from .common import Errors, InsertedTokens, Statuses, classify, finish_statuses
+from .rollup import ROLLUPS, upsert
 
 _SQLITE_INSERT_EVENT = """
 INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, input_tokens,
@@ -18,28 +19,6 @@ INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, inp
     content_digest)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id) DO NOTHING
-"""
-
-_SQLITE_UPSERT_DAILY = """
-INSERT INTO usage_daily (customer_id, day, model, price_id, event_count,
-    input_tokens, cached_input_tokens, output_tokens)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (customer_id, day, model, price_id, shard) DO UPDATE SET
-    event_count = event_count + excluded.event_count,
-    input_tokens = input_tokens + excluded.input_tokens,
-    cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens
-"""
-
-_SQLITE_UPSERT_ROLLUP = """
-INSERT INTO usage_hourly (customer_id, hour, model, price_id, invoice_id, event_count,
-    input_tokens, cached_input_tokens, output_tokens)
-VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)
-ON CONFLICT (customer_id, hour, model, price_id, invoice_id, shard) DO UPDATE SET
-    event_count = event_count + excluded.event_count,
-    input_tokens = input_tokens + excluded.input_tokens,
-    cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens
 """
 
 _UNPRICED_UPSERT = """
@@ -71,22 +50,8 @@ class SqliteStore:
             book = load_price_book(conn, sorted({ev.model for _, ev in valid}))
             rows, index_of, unpriced = classify(valid, unknown, book.lookup, status, errors)
             inserted = self._insert(conn, rows, now)
-            rollup: dict[tuple[str, datetime, str, int], list[int]] = {}
-            for ev, price_id in rows:
-                if ev.event_id not in inserted:
-                    continue
-                hour = ev.occurred_at.replace(minute=0, second=0, microsecond=0)
-                key = (ev.customer_id, hour, ev.model, price_id)
-                agg = rollup.get(key)
-                if agg is None:
-                    rollup[key] = [1, ev.input_tokens, ev.cached_input_tokens, ev.output_tokens]
-                else:
-                    agg[0] += 1
-                    agg[1] += ev.input_tokens
-                    agg[2] += ev.cached_input_tokens
-                    agg[3] += ev.output_tokens
-            if rollup:
-                self._upsert_rollup(conn, rollup)
+            if inserted:
+                self._upsert_rollups(conn, sorted(inserted))
             if unpriced:
                 self._record_unpriced(conn, unpriced, now)
         return finish_statuses(rows, inserted, index_of, status)
@@ -138,36 +103,17 @@ class SqliteStore:
             cur.close()
         return inserted
 
-    def _upsert_rollup(
-        self, conn: Connection, rollup: dict[tuple[str, datetime, str, int], list[int]]
-    ) -> None:
+    @staticmethod
+    def _upsert_rollups(conn: Connection, event_ids: list[str]) -> None:
         raw = conn.connection.driver_connection
         assert raw is not None
-        daily: dict[tuple[str, datetime, str, int], list[int]] = {}
-        for (c, h, m, p), agg in rollup.items():
-            key = (c, h.replace(hour=0), m, p)
-            d = daily.get(key)
-            if d is None:
-                daily[key] = list(agg)
-            else:
-                for j in range(4):
-                    d[j] += agg[j]
+        source = (
+            f"(SELECT * FROM usage_events WHERE event_id IN ({', '.join('?' * len(event_ids))}))"
+        )
         cur = raw.cursor()
         try:
-            cur.executemany(
-                _SQLITE_UPSERT_DAILY,
-                [
-                    (c, d.strftime(_SQLITE_TS), m, p, *daily[(c, d, m, p)])
-                    for (c, d, m, p) in sorted(daily)
-                ],
-            )
-            cur.executemany(
-                _SQLITE_UPSERT_ROLLUP,
-                [
-                    (c, h.strftime(_SQLITE_TS), m, p, *rollup[(c, h, m, p)])
-                    for (c, h, m, p) in sorted(rollup)
-                ],
-            )
+            for rollup in ROLLUPS:
+                cur.execute(upsert(rollup, source, "sqlite", "0"), event_ids)
         finally:
             cur.close()
 
