@@ -10,8 +10,12 @@ Prints figures (it is not a pass/fail test):
    latency, ratio to the floor;
 3. single-event ingest at a fixed arrival rate (default 500 req/s): p50/p99 latency,
    measured from each request's scheduled send time (no coordinated omission);
-4. a customer's monthly usage/cost with 10 million stored events (generated with
-   generate_series into the raw and rollup tables): p50/p99 over HTTP.
+4. a customer's monthly usage/cost with 1 million stored events (generated with
+   generate_series into the raw and rollup tables): p50/p99 over HTTP;
+5. the same with 10 million, and the ratio of both p99s;
+6. where one worker's time goes: the batch requests in-process under cProfile.
+
+Over 300 lines: one self-contained script, each step a function, nothing shared.
 
 It starts its own throwaway PostgreSQL cluster (app/tests/pgcluster.py, the same
 code as the tests) and its own gunicorn (shipped config), and removes both at the end.
@@ -48,6 +52,7 @@ from token_billing.customers import upsert_customer
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 from token_billing.pricing import parse_price_records, store_prices
+from token_billing.storage.rollup import ROLLUPS, upsert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/: the tests' pgcluster
 from tests.pgcluster import PgCluster, free_port
@@ -346,6 +351,41 @@ def run_batch_load(
     }
 
 
+def profile_worker(url: str, key: str, bodies: list[bytes], top: int = 14) -> dict[str, float]:
+    """Where one worker's time goes: the same batches through the same app in this process
+    (Flask's test client instead of gunicorn's HTTP parsing), under cProfile."""
+    import cProfile
+    import pstats
+
+    from token_billing.app import create_app
+
+    settings = load_settings(
+        {"TOKEN_BILLING_DATABASE_URL": url, "TOKEN_BILLING_LOG_LEVEL": "warning"}
+    )
+    client = create_app(settings).test_client()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    client.post("/v1/usage/events", data=bodies[0], headers=headers)  # warm caches
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    for body in bodies[1:]:
+        r = client.post("/v1/usage/events", data=body, headers=headers)
+        assert r.status_code == 200, r.data[:200]
+    prof.disable()
+    wall = time.perf_counter() - t0
+    stats = pstats.Stats(prof)
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in raw.values())
+    log(
+        f"    {len(bodies) - 1} batches in {wall:.2f} s in-process ({(len(bodies) - 1) * 1000 / wall:,.0f} events/s on one core)"
+    )
+    rows = sorted(raw.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    for (fname, line, func), v in rows:
+        where = f"{Path(fname).name}:{line}({func})" if line else func
+        log(f"    {v[2] / total:6.1%} own  {v[3] / total:6.1%} cumulative  {where}")
+    return {f"{Path(f).name}:{fn}": v[2] / total for (f, _l, fn), v in rows}
+
+
 # -- 3. single events at a fixed rate -----------------------------------------------------------------
 def run_rate_load(
     port: int, key: str, rate: float, seconds: float, threads_n: int
@@ -413,8 +453,11 @@ def run_rate_load(
 
 
 # -- 4. 10M stored events + monthly query ---------------------------------------------------------------
-def load_events(dsn: str, n_events: int, chunk: int = 1_000_000) -> dict[str, float]:
-    """Generate n_events over the last 60 days into usage_events and both rollups."""
+def load_events(
+    dsn: str, n_events: int, start: int = 0, chunk: int = 1_000_000
+) -> dict[str, float]:
+    """Generate events start..n_events-1 over the last 60 days into usage_events and both
+    rollups."""
     t0 = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
@@ -428,7 +471,7 @@ def load_events(dsn: str, n_events: int, chunk: int = 1_000_000) -> dict[str, fl
             "CREATE TEMP TABLE model_map AS SELECT * FROM unnest(%s::text[], %s::int4[]) WITH ORDINALITY AS t(model, price_id, k)",
             (models, price_ids),
         )
-        for lo in range(0, n_events, chunk):
+        for lo in range(start, n_events, chunk):
             hi = min(n_events, lo + chunk)
             with conn.transaction():
                 conn.execute(
@@ -450,34 +493,8 @@ def load_events(dsn: str, n_events: int, chunk: int = 1_000_000) -> dict[str, fl
                     "output_tokens, occurred_at, price_id) SELECT event_id, customer_id, model, input_tokens, "
                     "cached_input_tokens, output_tokens, occurred_at, price_id FROM gen"
                 )
-                conn.execute(
-                    """
-                    INSERT INTO usage_hourly AS u (customer_id, hour, model, price_id, invoice_id, event_count,
-                        input_tokens, cached_input_tokens, output_tokens)
-                    SELECT customer_id, date_trunc('hour', occurred_at), model, price_id, 0, count(*),
-                           sum(input_tokens), sum(cached_input_tokens), sum(output_tokens)
-                    FROM gen GROUP BY 1, 2, 3, 4
-                    ON CONFLICT (customer_id, hour, model, price_id, invoice_id, shard) DO UPDATE SET
-                        event_count = u.event_count + EXCLUDED.event_count,
-                        input_tokens = u.input_tokens + EXCLUDED.input_tokens,
-                        cached_input_tokens = u.cached_input_tokens + EXCLUDED.cached_input_tokens,
-                        output_tokens = u.output_tokens + EXCLUDED.output_tokens
-                    """
-                )
-                conn.execute(
-                    """
-                    INSERT INTO usage_daily AS d (customer_id, day, model, price_id, event_count,
-                        input_tokens, cached_input_tokens, output_tokens)
-                    SELECT customer_id, date_trunc('day', occurred_at), model, price_id, count(*),
-                           sum(input_tokens), sum(cached_input_tokens), sum(output_tokens)
-                    FROM gen GROUP BY 1, 2, 3, 4
-                    ON CONFLICT (customer_id, day, model, price_id, shard) DO UPDATE SET
-                        event_count = d.event_count + EXCLUDED.event_count,
-                        input_tokens = d.input_tokens + EXCLUDED.input_tokens,
-                        cached_input_tokens = d.cached_input_tokens + EXCLUDED.cached_input_tokens,
-                        output_tokens = d.output_tokens + EXCLUDED.output_tokens
-                    """
-                )
+                for rollup in ROLLUPS:  # the service's own rollup statements
+                    conn.execute(upsert(rollup, "gen", "postgresql", "0"))
             log(f"    loaded {hi:,} / {n_events:,} events ({time.perf_counter() - t0:.0f} s)")
         conn.execute("VACUUM ANALYZE usage_hourly")
         conn.execute("VACUUM ANALYZE usage_daily")
@@ -637,27 +654,30 @@ def main() -> int:
             f"(service-time p99 {single['service_p99_ms']:.1f} ms), errors {single['error_count']}"
         )
 
-        log(f"[4] loading {n_events:,} events (generate_series -> usage_events + usage_hourly)")
-        loaded = load_events(dsn, n_events)
-        figures["stored_events"] = loaded
-        log(
-            f"    {loaded['events']:,.0f} events stored, {loaded['rollup_rows']:,.0f} rollup rows, "
-            f"load took {loaded['seconds']:.0f} s"
+        figures["queries"] = {}
+        for stage, (lo, hi) in enumerate(((0, n_events // 10), (n_events // 10, n_events)), 4):
+            log(f"[{stage}] loading events up to {hi:,} (generate_series -> events + rollups)")
+            loaded = load_events(dsn, hi, start=lo)
+            log(
+                f"    {loaded['events']:,.0f} events stored, {loaded['rollup_rows']:,.0f} rollup rows, "
+                f"load took {loaded['seconds']:.0f} s"
+            )
+            q = run_queries(server.port, key, 100 if args.quick else 300)
+            figures["queries"][f"{hi}"] = {
+                k: {kk: vv for kk, vv in v.items() if kk != "sample"} for k, v in q.items()
+            }
+            for name, v in q.items():
+                log(
+                    f"    {name:28s} p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms (HTTP, one customer)"
+                )
+        small, large = (figures["queries"][k] for k in figures["queries"])
+        for name in large:
+            ratio = large[name]["p99_ms"] / small[name]["p99_ms"]
+            log(f"    {name:28s} p99 at {n_events:,} events / at {n_events // 10:,}: {ratio:.2f}x")
+        log("[6] profile of one worker: the batches of [2] in-process under cProfile")
+        figures["profile_own_share"] = profile_worker(
+            url, key, make_batch_bodies("prof", 11 if args.quick else 31, 1000, datetime.now(UTC))
         )
-        q = run_queries(server.port, key, 100 if args.quick else 300)
-        figures["queries"] = {
-            k: {kk: vv for kk, vv in v.items() if kk != "sample"} for k, v in q.items()
-        }
-        for name, v in q.items():
-            log(
-                f"    {name:28s} p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms (HTTP, one customer)"
-            )
-        sample = q["usage_previous_month"]["sample"]["rows"]
-        if sample:
-            log(
-                f"    e.g. {sample[0]['customer_id']} {sample[0]['model']}: {sample[0]['events']:,} events, "
-                f"cost {sample[0]['cost']} {sample[0]['currency']}"
-            )
     finally:
         if server is not None:
             server.stop()
