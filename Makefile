@@ -36,11 +36,11 @@ deps: ## install missing Debian packages (podman, runc, debootstrap, postgresql,
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "deps: ok"; fi
 
-$(VENV)/.stamp: requirements.txt app/pyproject.toml
+$(VENV)/.stamp: requirements.txt app/pyproject.toml reporting/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
-	$(VENV)/bin/pip install -q --no-deps -e ./app
+	$(VENV)/bin/pip install -q --no-deps -e ./app -e ./reporting
 	touch $@
 
 venv: $(VENV)/.stamp ## create the project virtualenv from pinned requirements
@@ -81,11 +81,11 @@ lab-status: venv ## show the lab hosts
 lint: venv ## yamllint, ansible-lint (production profile), ruff
 	yamllint --strict .
 	ansible-lint
-	ruff check app lab tests roles plugins molecule
-	ruff format --check app
+	ruff check app reporting lab tests roles plugins molecule
+	ruff format --check app reporting
 
-unit: deps venv ## unit tests: project plugins, mirror + real conda, billing service (SQLite and PostgreSQL)
-	pytest -q tests/unit tests/mirror app/tests
+unit: deps venv ## unit tests: project plugins, mirror + real conda, billing service (SQLite and PostgreSQL), reporting engine
+	pytest -q tests/unit tests/mirror app/tests reporting/report_tests
 
 app-env-test: deps venv mirror ## billing service tests inside the newest envs/token-billing-vN.yml env (real conda, from the mirror)
 	$(VENV)/bin/python lab/app_env_test.py
