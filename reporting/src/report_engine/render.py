@@ -13,15 +13,9 @@ matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt
 import pandas as pd
 
-CSV_COLUMNS = [
-    "day",
-    "model",
-    "events",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "cost",
-]
+from .source import COLUMNS
+
+CSV_COLUMNS = [c for c in COLUMNS if c != "customer_id"]
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
