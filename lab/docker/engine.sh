@@ -36,6 +36,9 @@ case "${1:-}" in
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     fi
+    # dockerd leaves its data root (and overlays under it) mounted: 'rm -rf build' would fail
+    awk -v r="$(realpath -m "$root/data")" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/mounts | sort -r |
+      while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
     echo "docker engine: stopped"
     ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
