@@ -30,16 +30,9 @@ from .timeutil import iso
 from .validation import Event
 
 
-def event_content(ev: Event) -> str:
-    return billable_content(
-        ev.customer_id,
-        ev.project,
-        ev.model,
-        ev.input_tokens,
-        ev.cached_input_tokens,
-        ev.output_tokens,
-        ev.occurred_at,
-    )
+def _fields(obj: Any) -> tuple[Any, ...]:
+    """The billable fields of an Event or a stored row (same attribute names)."""
+    return tuple(getattr(obj, f) for f in FIELDS)
 
 
 _STORED = (
@@ -59,15 +52,7 @@ def _stored_digest(row: Row[Any]) -> str:
     if row.content_digest is not None:
         return str(row.content_digest)
     # stored before digests were recorded: the digest of its columns is the same thing
-    return digest(
-        row.customer_id,
-        row.project,
-        row.model,
-        row.input_tokens,
-        row.cached_input_tokens,
-        row.output_tokens,
-        row.occurred_at,
-    )
+    return digest(*_fields(row))
 
 
 def settle(engine: Engine, candidates: Sequence[tuple[int, Event]], now: datetime) -> set[int]:
@@ -106,16 +91,8 @@ def _record(conn: Connection, found: list[tuple[int, Event, Row[Any]]], now: dat
             "customer_id": ev.customer_id,
             "stored_customer_id": stored.customer_id,
             "occurred_at": stored.occurred_at,
-            "content": event_content(ev),
-            "stored_content": billable_content(
-                stored.customer_id,
-                stored.project,
-                stored.model,
-                stored.input_tokens,
-                stored.cached_input_tokens,
-                stored.output_tokens,
-                stored.occurred_at,
-            ),
+            "content": billable_content(*_fields(ev)),
+            "stored_content": billable_content(*_fields(stored)),
             "first_seen_at": now,
             "last_seen_at": now,
             "resend_count": 1,

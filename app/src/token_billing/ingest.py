@@ -46,7 +46,6 @@ class IngestOutcome:
 
 class Ingestor:
     def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
         self.write_engine = engine.execution_options(tb_write=True)
         self.store = event_store(engine, settings)
         self.limits = Limits(

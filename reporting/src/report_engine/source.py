@@ -81,15 +81,16 @@ def cost(
 def read_month(engine: Engine, month: Month) -> tuple[pd.DataFrame, str]:
     """Daily usage per customer and model with its exact cost (Decimal), and the currency."""
     with engine.connect() as conn:
+        price_rows = conn.execute(_PRICES).all()
         prices = {
             r.price_id: (
                 Decimal(str(r.input_per_mtok)),
                 Decimal(str(r.cached_input_per_mtok)),
                 Decimal(str(r.output_per_mtok)),
             )
-            for r in conn.execute(_PRICES)
+            for r in price_rows
         }
-        currencies = {r.currency for r in conn.execute(_PRICES)}
+        currencies = {r.currency for r in price_rows}
         rows = conn.execute(_USAGE, {"start": month.start, "end": month.end}).all()
     records = []
     for r in rows:

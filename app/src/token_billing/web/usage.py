@@ -100,18 +100,23 @@ def _usage_args() -> dict[str, Any]:
     }
 
 
+def _usage_rows() -> tuple[list[queries.UsageRow], str]:
+    """The report the query parameters ask for, and its granularity."""
+    args = _usage_args()
+    with services().engine.connect() as conn:
+        rows = queries.usage_report(conn, args.pop("start"), args.pop("end"), **args)
+    return rows, args["granularity"]
+
+
 @bp.get("/v1/usage")
 @requires("read")
 def usage() -> Response:
-    svc = services()
-    args = _usage_args()
-    with svc.engine.connect() as conn:
-        rows = queries.usage_report(conn, args.pop("start"), args.pop("end"), **args)
-    currency = svc.settings.currency
+    rows, granularity = _usage_rows()
+    currency = services().settings.currency
     return json_response(
         {
             "currency": currency,
-            "granularity": args["granularity"],
+            "granularity": granularity,
             "rows": [r.to_json(currency) for r in rows],
         }
     )
@@ -120,12 +125,9 @@ def usage() -> Response:
 @bp.get("/v1/usage/export")
 @requires("read")
 def usage_export() -> Response:
-    svc = services()
-    args = _usage_args()
-    with svc.engine.connect() as conn:
-        rows = queries.usage_report(conn, args.pop("start"), args.pop("end"), **args)
+    rows, _ = _usage_rows()
     return Response(
-        queries.usage_csv(rows, svc.settings.currency),
+        queries.usage_csv(rows, services().settings.currency),
         mimetype="text/csv",
         headers={"Content-Disposition": 'attachment; filename="usage.csv"'},
     )
