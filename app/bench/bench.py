@@ -53,7 +53,7 @@ from token_billing.customers import upsert_customer
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 from token_billing.pricing import parse_price_records, store_prices
-from token_billing.storage.rollup import ROLLUPS, upsert
+from token_billing.storage.rollup import ROLLUPS, Source, upsert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/: the tests' pgcluster
 from tests.pgcluster import PgCluster, free_port
@@ -300,6 +300,21 @@ def make_batch_bodies(
     return bodies
 
 
+def drain_pending(dsn: str, max_seconds: float = 120) -> tuple[int, float]:
+    """Events still pending (not yet in the rollups) right after a run, and how long the
+    service's background flushers take to move them."""
+    t0 = time.perf_counter()
+    first = None
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT coalesce(sum(event_count), 0) FROM usage_pending").fetchone()
+            n = int(row[0]) if row else 0
+            first = n if first is None else first
+            if n == 0 or time.perf_counter() - t0 > max_seconds:
+                return first, time.perf_counter() - t0
+            time.sleep(0.02)
+
+
 def run_batch_load(
     port: int, key: str, bodies: list[bytes], concurrency: int, max_seconds: float
 ) -> dict[str, Any]:
@@ -501,7 +516,7 @@ def load_events(
                     "cached_input_tokens, output_tokens, occurred_at, price_id FROM gen"
                 )
                 for rollup in ROLLUPS:  # the service's own rollup statements
-                    conn.execute(upsert(rollup, "gen", "postgresql", "0"))
+                    conn.execute(upsert(rollup, Source("gen"), "postgresql", "0"))
             log(f"    loaded {hi:,} / {n_events:,} events ({time.perf_counter() - t0:.0f} s)")
         conn.execute("VACUUM ANALYZE usage_hourly")
         conn.execute("VACUUM ANALYZE usage_daily")
@@ -630,8 +645,10 @@ def main() -> int:
         run_batch_load(server.port, key, warm, args.concurrency, 30)
         bodies = make_batch_bodies("batch", batch_requests, 1000, now)
         batch = run_batch_load(server.port, key, bodies, args.concurrency, 120)
+        batch["pending_events"], batch["drain_s"] = drain_pending(dsn)
         live_bodies = make_batch_bodies("live", batch_requests, 1000, now, spread=LIVE)
         live = run_batch_load(server.port, key, live_bodies, args.concurrency, 120)
+        live["pending_events"], live["drain_s"] = drain_pending(dsn)
         # the machine is shared: measure the floor again right after and take the best
         # of both as the denominator (conservative ratio)
         floor_after = measure_floor(dsn, 20 if args.quick else 40)
@@ -651,12 +668,25 @@ def main() -> int:
         )
         if batch["errors"]:
             log(f"    first errors: {batch['errors']}")
+        for run in (batch, live):
+            run["events_per_s_with_drain"] = run["events"] / (run["seconds"] + run["drain_s"])
+            run["ratio_with_drain"] = run["events_per_s_with_drain"] / best_floor
+        log(
+            f"    rollup backlog at the end: {batch['pending_events']:,} events, flushed in "
+            f"{batch['drain_s']:.2f} s; counting that: {batch['events_per_s_with_drain']:,.0f} "
+            f"events/s = {batch['ratio_with_drain']:.0%} of the best floor"
+        )
         live["ratio_to_floor"] = live["events_per_s"] / best_floor
         figures["batch_ingest_live"] = live
         log(
             f"    live traffic (occurred_at within the last minute): {live['events_per_s']:,.0f} events/s, "
             f"p50 {live['p50_ms']:.1f} ms, p99 {live['p99_ms']:.1f} ms, {live['ratio_to_floor']:.0%} of the best floor, "
             f"errors {live['error_count']}"
+        )
+        log(
+            f"    rollup backlog at the end: {live['pending_events']:,} events, flushed in "
+            f"{live['drain_s']:.2f} s; counting that: {live['events_per_s_with_drain']:,.0f} "
+            f"events/s = {live['ratio_with_drain']:.0%} of the best floor"
         )
 
         log(

@@ -19,7 +19,15 @@ from token_billing.customers import upsert_customer
 from token_billing.db import make_engine
 from token_billing.migrate import upgrade
 from token_billing.pricing import parse_price_records, store_prices
-from token_billing.schema import usage_daily, usage_events, usage_hourly
+from token_billing.schema import (
+    usage_daily,
+    usage_daily_all,
+    usage_events,
+    usage_hourly,
+    usage_hourly_all,
+    usage_pending,
+)
+from token_billing.storage.flush import flush
 
 from .pgcluster import PgBinariesMissing, PgCluster
 
@@ -134,19 +142,9 @@ class Env:
             return int(conn.execute(select(func.count()).select_from(usage_events)).scalar_one())
 
     def rollup_totals(self) -> tuple[int, int, int, int]:
-        """Totals of the hourly rollup; asserts the daily rollup and raw events agree."""
-        out = []
-        with self.engine.connect() as conn:
-            for t in (usage_hourly, usage_daily):
-                row = conn.execute(
-                    select(
-                        func.coalesce(func.sum(t.c.event_count), 0),
-                        func.coalesce(func.sum(t.c.input_tokens), 0),
-                        func.coalesce(func.sum(t.c.cached_input_tokens), 0),
-                        func.coalesce(func.sum(t.c.output_tokens), 0),
-                    )
-                ).one()
-                out.append((int(row[0]), int(row[1]), int(row[2]), int(row[3])))
+        """Totals of the hourly rollup. Asserts that the views (rollups + pending) agree
+        with the raw events, then flushes pending and asserts the rollup tables do."""
+        with self.engine.begin() as conn:
             ev = conn.execute(
                 select(
                     func.count(),
@@ -155,9 +153,27 @@ class Env:
                     func.coalesce(func.sum(usage_events.c.output_tokens), 0),
                 )
             ).one()
-        assert out[0] == out[1], f"hourly {out[0]} != daily {out[1]}"
-        assert out[0] == tuple(int(x) for x in ev), f"rollup {out[0]} != events {tuple(ev)}"
-        return out[0]
+            events = tuple(int(x) for x in ev)
+            for phase, tables in (
+                ("before flush", (usage_hourly_all, usage_daily_all)),
+                ("after flush", (usage_hourly, usage_daily)),
+            ):
+                if phase == "after flush":
+                    flush(conn)
+                for t in tables:
+                    row = conn.execute(
+                        select(
+                            func.coalesce(func.sum(t.c.event_count), 0),
+                            func.coalesce(func.sum(t.c.input_tokens), 0),
+                            func.coalesce(func.sum(t.c.cached_input_tokens), 0),
+                            func.coalesce(func.sum(t.c.output_tokens), 0),
+                        )
+                    ).one()
+                    got = tuple(int(x) for x in row)
+                    assert got == events, f"{t.name} {phase}: {got} != events {events}"
+            pending = conn.execute(select(func.count()).select_from(usage_pending)).scalar_one()
+            assert pending == 0, f"{pending} pending rows left after a flush"
+        return events  # type: ignore[return-value]
 
 
 def ts(dt: datetime) -> str:

@@ -104,7 +104,7 @@ def billing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billing]:
             upsert_customer(engine, cid, cid)
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE ROLE reporting_ro LOGIN PASSWORD 'ro-secret'")
-            conn.exec_driver_sql("GRANT SELECT ON usage_daily, prices TO reporting_ro")
+            conn.exec_driver_sql("GRANT SELECT ON usage_daily_all, prices TO reporting_ro")
         engine.dispose()
         app = create_app(settings)
         server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -61,11 +61,13 @@ def loaded(billing: Billing) -> dict[str, int]:
 def test_readonly_role_cannot_write(billing: Billing) -> None:
     engine = create_engine(billing.readonly_url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM usage_daily")).scalar_one() >= 0
-        with pytest.raises(ProgrammingError, match="permission denied"):
-            conn.execute(text("DELETE FROM usage_daily"))
-    with engine.connect() as conn, pytest.raises(ProgrammingError, match="permission denied"):
-        conn.execute(text("SELECT count(*) FROM usage_events"))
+        assert conn.execute(text("SELECT count(*) FROM usage_daily_all")).scalar_one() >= 0
+    for write in ("DELETE FROM usage_daily", "DELETE FROM prices", "DELETE FROM usage_pending"):
+        with engine.connect() as conn, pytest.raises(ProgrammingError, match="permission denied"):
+            conn.execute(text(write))
+    for table in ("usage_events", "usage_daily", "usage_pending"):
+        with engine.connect() as conn, pytest.raises(ProgrammingError, match="permission denied"):
+            conn.execute(text(f"SELECT count(*) FROM {table}"))
     engine.dispose()
 
 

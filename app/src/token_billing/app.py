@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from sqlalchemy import Engine
@@ -12,6 +13,9 @@ from sqlalchemy import Engine
 from . import __version__
 from .config import Settings, load_settings
 from .db import make_engine
+
+if TYPE_CHECKING:
+    from .storage.flush import Flusher
 
 log = logging.getLogger("token_billing.http")
 
@@ -78,3 +82,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return resp
 
     return app
+
+
+def start_flusher(app: Flask) -> Flusher | None:
+    """Start this process's background rollup flusher (PostgreSQL, gunicorn workers only:
+    the app is created after the fork, so every worker has one)."""
+    services = app.extensions["token_billing"]
+    if services.engine.dialect.name != "postgresql":
+        return None
+    if services.settings.rollup_flush_seconds <= 0:
+        return None
+    from .storage.flush import Flusher
+
+    engine = make_engine(services.settings, pool_size=1, max_overflow=0)
+    return Flusher(engine, services.settings.rollup_flush_seconds).start()

@@ -55,6 +55,9 @@ class Settings:
     max_clock_skew_seconds: int = 300
     retry_after_seconds: int = 2
     auth_cache_seconds: int = 5
+    # PostgreSQL: how often each worker moves pending usage into the rollups (0: never;
+    # readers still see it, invoicing flushes first)
+    rollup_flush_seconds: float = 0.25
     currency: str = "USD"
     prometheus_multiproc_dir: str = ""
     # where the settings came from (for check-config); not a setting itself
@@ -200,6 +203,7 @@ CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "max_clock_skew_seconds": _int(0),
     "retry_after_seconds": _int(1, 3600),
     "auth_cache_seconds": _int(0, 3600),
+    "rollup_flush_seconds": _float(0),
     "currency": _currency,
     "prometheus_multiproc_dir": _str,
 }

@@ -1,14 +1,15 @@
-"""Usage event ingest: validate, price, store exactly once, roll up — in one transaction.
+"""Usage event ingest: validate, price, store exactly once with its rollup share.
 
 Exactly-once: ``usage_events.event_id`` is the primary key and rows are written with
 ``INSERT ... ON CONFLICT (event_id) DO NOTHING``; only rows the database reports as newly
-inserted (RETURNING on PostgreSQL, the row count on SQLite) are added to the rollups, in
+inserted (RETURNING on PostgreSQL, the row count on SQLite) are summed into the rollups
+(SQLite) or into ``usage_pending`` (PostgreSQL, flushed later: ``storage.rollup``), in
 the same transaction (``storage``). Copies of one event racing on different workers or
 hosts are therefore counted once: the database's unique index decides the winner. An
 event whose id was taken is then settled as a duplicate or a conflict (``conflicts``).
 
 Lock ordering: events are inserted sorted by event_id and rollup rows are upserted
-sorted by key, so concurrent batches never deadlock on each other; a deadlock or
+sorted by key, so concurrent batches and flushes never deadlock on each other; a deadlock or
 serialization failure is retried anyway (``retry``).
 """
 

@@ -35,6 +35,7 @@ from .customers import require as require_customer
 from .errors import StateConflict
 from .pricing import line_amount, money_str, prices_by_id
 from .schema import customers, invoice_lines, invoices, usage_hourly
+from .storage.flush import flush
 from .timeutil import iso, next_month, parse_month
 
 TOKEN_KINDS = ("input", "cached_input", "output")
@@ -108,6 +109,7 @@ def _issue(
     now: datetime,
     currency: str,
 ) -> int:
+    flush(conn)  # every event committed so far is in usage_hourly before it is claimed
     res = conn.execute(
         invoices.insert()
         .values(

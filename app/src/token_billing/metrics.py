@@ -46,6 +46,10 @@ DB_ERRORS = Counter(
     ["kind"],
 )
 INVOICES = Counter("token_billing_invoices_issued", "Invoices issued")
+ROLLUP_FLUSHED = Counter(
+    "token_billing_rollup_flushed_rows",
+    "Pending hourly rows moved into the rollups by this worker's flusher",
+)
 
 
 def multiprocess_enabled() -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, exists, select, text
 
 from .errors import InvalidInput
-from .schema import prices, usage_hourly
+from .schema import prices, usage_hourly_all
 from .validation import parse_timestamp
 
 MILLION = Decimal(1_000_000)
@@ -278,7 +278,11 @@ def store_prices(conn: Connection, items: Sequence[PriceInput], currency: str) -
             continue
         hour = item.effective_from.replace(minute=0, second=0, microsecond=0)
         used = conn.execute(
-            select(exists().where(usage_hourly.c.model == item.model, usage_hourly.c.hour >= hour))
+            select(
+                exists().where(
+                    usage_hourly_all.c.model == item.model, usage_hourly_all.c.hour >= hour
+                )
+            )
         ).scalar()
         if used:
             raise PriceError(

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from .pricing import cost, money_str, prices_by_id
-from .schema import unpriced_rejections, usage_daily, usage_hourly
+from .schema import unpriced_rejections, usage_daily_all, usage_hourly_all
 from .timeutil import iso, month_start, next_month
 
 GRANULARITIES = ("hour", "day", "month")
@@ -76,9 +76,9 @@ def usage_report(
     # day/month reports over whole days read the daily rollup (~31 rows per customer,
     # model and price for a month); anything else reads the hourly one
     day_aligned = all(t.hour == 0 and t.minute == 0 and t.second == 0 for t in (start, end))
-    table = usage_daily if granularity != "hour" and day_aligned else usage_hourly
+    table = usage_daily_all if granularity != "hour" and day_aligned else usage_hourly_all
     u = table.c
-    time_col = u.day if table is usage_daily else u.hour
+    time_col = u.day if table is usage_daily_all else u.hour
     bucket = _bucket(conn, granularity, time_col).label("bucket")
     q = (
         select(

@@ -27,8 +27,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    column,
     func,
+    table,
 )
+from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
@@ -192,6 +195,41 @@ usage_daily = Table(
     PrimaryKeyConstraint("customer_id", "day", "model", "price_id", "shard", name="pk_usage_daily"),
     Index("ix_usage_daily_day", "day"),
 )
+
+# Hourly sums of batches not yet moved into the rollups (PostgreSQL; see
+# storage/rollup.py). Append-only between flushes: no key, no index.
+usage_pending = Table(
+    "usage_pending",
+    metadata,
+    Column("customer_id", String(128), nullable=False),
+    Column("hour", UTCDateTime(), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("price_id", Integer, nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+)
+
+
+def _view(name: str, unit: str) -> TableClause:
+    return table(
+        name,
+        column("customer_id", String(128)),
+        column(unit, UTCDateTime()),
+        column("model", String(128)),
+        column("price_id", Integer),
+        column("event_count", BigInteger),
+        column("input_tokens", BigInteger),
+        column("cached_input_tokens", BigInteger),
+        column("output_tokens", BigInteger),
+    )
+
+
+# Views (migration 0003): each rollup UNION ALL the pending rows. Every reader of usage
+# reads these; only ingest, flush and invoicing touch the tables.
+usage_hourly_all = _view("usage_hourly_all", "hour")
+usage_daily_all = _view("usage_daily_all", "day")
 
 invoices = Table(
     "invoices",

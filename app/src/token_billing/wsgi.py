@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .app import create_app
+from .app import create_app, start_flusher
 from .config import ConfigError
 
 try:
@@ -12,3 +12,4 @@ try:
 except ConfigError as _exc:
     print(f"token-billing: {_exc}", file=sys.stderr)
     raise SystemExit(2) from None
+start_flusher(app)

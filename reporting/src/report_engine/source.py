@@ -28,7 +28,7 @@ _USAGE = text(
            sum(d.input_tokens) AS input_tokens,
            sum(d.cached_input_tokens) AS cached_input_tokens,
            sum(d.output_tokens) AS output_tokens
-    FROM usage_daily d
+    FROM usage_daily_all d
     WHERE d.day >= :start AND d.day < :end
     GROUP BY d.day, d.customer_id, d.model, d.price_id
     ORDER BY d.day, d.customer_id, d.model, d.price_id

@@ -34,7 +34,7 @@ class EventStore(Protocol):
         now: datetime,
         fresh: bool,
     ) -> InsertedTokens:
-        """Write the valid events exactly once in one transaction, with the rollups.
+        """Write the valid events exactly once in one transaction, with their rollup sums.
 
         Sets ``status``/``errors`` of events it rejects (unknown customer, no price) and
         marks those whose id was taken DUPLICATE. ``fresh``: do not trust caches.

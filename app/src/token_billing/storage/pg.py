@@ -1,6 +1,6 @@
 """PostgreSQL event store: usually ONE pipelined round trip per batch.
 
-``BEGIN; LOCK prices IN SHARE MODE; <insert + rollups, guarded by the price book
+``BEGIN; LOCK prices IN SHARE MODE; <insert + pending sums, guarded by the price book
 version>; <unpriced counters, same guard>; COMMIT`` on an autocommit connection of a
 pool of its own, without pre-ping. Prices and known customers come from per-process
 caches; if the price book changed meanwhile the guarded statements write nothing and
@@ -30,7 +30,7 @@ from .common import (
     classify,
     finish_statuses,
 )
-from .rollup import ROLLUPS, upsert
+from .rollup import PENDING, Source, aggregate
 
 _PG_COLUMNS = (
     ("event_id", "text"),
@@ -47,16 +47,13 @@ _PG_COLUMNS = (
     ("content_digest", "text"),
 )
 
-# One statement: insert the events (sorted by event_id), roll up ONLY the rows actually
-# inserted (RETURNING of the insert) into both rollups (rollup.py), return their ids.
-# Each column travels as one JSON array parameter (cheap to build, parsed in C). The
-# price-book guard makes it write nothing (and return STALE_MARKER) when prices were
-# added since the caller priced the batch; it runs after LOCK prices IN SHARE MODE, so
-# its snapshot includes every committed price load.
-_ROLLUP_CTES = "\n), ".join(
-    f"up_{r.unit} AS (\n    {upsert(r, 'ins', 'postgresql', 'pg_backend_pid() %% 8')}"
-    for r in ROLLUPS
-)
+# One statement: insert the events (sorted by event_id), append the hourly sums of ONLY
+# the rows actually inserted (RETURNING of the insert) to usage_pending (rollup.py: a
+# flush moves them into the rollups), return their ids. Each column travels as one JSON
+# array parameter (cheap to build, parsed in C). The price-book guard makes it write
+# nothing (and return STALE_MARKER) when prices were added since the caller priced the
+# batch; it runs after LOCK prices IN SHARE MODE, so its snapshot includes every
+# committed price load.
 _PG_INGEST = f"""
 WITH src AS (
     SELECT {", ".join(f"c{i}::{t} AS {n}" for i, (n, t) in enumerate(_PG_COLUMNS))}
@@ -69,7 +66,8 @@ WITH src AS (
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, customer_id, model, price_id, occurred_at, input_tokens,
         cached_input_tokens, output_tokens
-), {_ROLLUP_CTES}
+), pending AS (
+    {aggregate(PENDING, Source("ins"), "postgresql", None)}
 )
 SELECT event_id FROM ins
 UNION ALL

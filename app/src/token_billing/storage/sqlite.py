@@ -11,7 +11,7 @@ from ..pricing import load_price_book
 from ..schema import customers
 from ..validation import Event
 from .common import Errors, InsertedTokens, Statuses, classify, finish_statuses
-from .rollup import ROLLUPS, upsert
+from .rollup import ROLLUPS, Source, upsert
 
 _SQLITE_INSERT_EVENT = """
 INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, input_tokens,
@@ -113,7 +113,7 @@ class SqliteStore:
         cur = raw.cursor()
         try:
             for rollup in ROLLUPS:
-                cur.execute(upsert(rollup, source, "sqlite", "0"), event_ids)
+                cur.execute(upsert(rollup, Source(source), "sqlite", "0"), event_ids)
         finally:
             cur.close()
 

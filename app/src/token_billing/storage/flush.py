@@ -1,0 +1,69 @@
+"""Moving pending usage into the rollups (PostgreSQL; the design is in ``rollup``).
+
+``flush`` runs in the caller's transaction (invoicing calls it first, so an invoice sees
+every event committed before it); ``Flusher`` is each gunicorn worker's background
+thread. Both take one advisory lock, so flushes never run concurrently and the
+background one simply skips a turn while another holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Connection, Engine
+
+from .rollup import FLUSH, FLUSH_BATCH, FLUSH_LOCK
+
+log = logging.getLogger(__name__)
+
+
+def flush(conn: Connection, wait: bool = True) -> int | None:
+    """Move every pending row; the number moved, or None if ``wait`` is False and
+    another flush holds the lock. A no-op on SQLite (nothing is ever pending there)."""
+    if conn.dialect.name != "postgresql":
+        return 0
+    fn = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+    if conn.exec_driver_sql(f"SELECT {fn}({FLUSH_LOCK})").scalar() is False:
+        return None
+    total = 0
+    while True:
+        moved = int(conn.exec_driver_sql(FLUSH).scalar_one())
+        total += moved
+        if moved < FLUSH_BATCH:
+            return total
+
+
+class Flusher:
+    def __init__(self, engine: Engine, interval: float) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rollup-flusher", daemon=True)
+
+    def start(self) -> Flusher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def run_once(self) -> int | None:
+        with self.engine.begin() as conn:
+            moved = flush(conn, wait=False)
+        if moved:
+            from .. import metrics  # after the multiprocess directory is set (app.py)
+
+            metrics.ROLLUP_FLUSHED.inc(moved)
+        return moved
+
+    def _run(self) -> None:
+        delay = self.interval
+        while not self._stop.wait(delay):
+            try:
+                self.run_once()
+                delay = self.interval
+            except Exception as exc:  # noqa: BLE001 - keep flushing once the database is back
+                log.warning("rollup flush failed, retrying: %s", exc)
+                delay = min(max(delay * 2, 1.0), 30.0)
