@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from .content import digest
 
@@ -119,7 +119,7 @@ def _tokens(obj: dict[str, Any], name: str, limit: int, required: bool) -> tuple
     return value, None
 
 
-def _id_ok(value: Any) -> bool:
+def _id_ok(value: Any) -> TypeGuard[str]:
     return type(value) is str and 0 < len(value) <= MAX_ID_LEN and value.isprintable()
 
 
