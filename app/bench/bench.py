@@ -577,8 +577,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="smaller, faster run")
-    ap.add_argument("--workers", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=6, help="concurrent batch clients")
     ap.add_argument(
         "--batch-requests",

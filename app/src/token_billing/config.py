@@ -57,7 +57,7 @@ class Settings:
     auth_cache_seconds: int = 5
     # PostgreSQL: how often each worker moves pending usage into the rollups (0: never;
     # readers still see it, invoicing flushes first)
-    rollup_flush_seconds: float = 0.25
+    rollup_flush_seconds: float = 1.0
     currency: str = "USD"
     prometheus_multiproc_dir: str = ""
     # where the settings came from (for check-config); not a setting itself

@@ -97,30 +97,25 @@ class Ingestor:
             )
         self._settle_repeats(valid, repeats, first_index, status, errors, now)
 
-        out = IngestOutcome(results=[])
+        results: list[dict[str, Any]] = [
+            {"index": i, "event_id": eid, "status": st}
+            for i, (eid, st) in enumerate(zip(ids, status, strict=True))
+        ]
+        out = IngestOutcome(results=results)
         reasons: dict[str, int] = {}
-        results = out.results
-        for i in range(n):
-            st = status[i]
-            res: dict[str, Any] = {"index": i, "event_id": ids[i], "status": st}
-            if st == REJECTED:
-                err = errors[i]
-                res["error"] = err
-                out.rejected += 1
+        for i, err in errors.items():  # rejected and conflicting events carry their error
+            if status[i] == REJECTED:
                 reasons[err["code"]] = reasons.get(err["code"], 0) + 1
-            elif st == DUPLICATE:
-                out.duplicates += 1
-            elif st == CONFLICT:
-                res["error"] = errors[i]
-                out.conflicts += 1
-            else:
-                out.accepted += 1
-            results.append(res)
+            if status[i] in (REJECTED, CONFLICT):
+                results[i]["error"] = err
+        out.rejected = status.count(REJECTED)
+        out.conflicts = status.count(CONFLICT)
+        out.duplicates = status.count(DUPLICATE)
+        out.accepted = n - out.rejected - out.conflicts - out.duplicates
         out.reject_reasons = reasons
         self._record_metrics(out, inserted_models)
         return out
 
-    # -- internals ---------------------------------------------------------------------------
     # -- internals ---------------------------------------------------------------------------
     def _settle_repeats(
         self,
