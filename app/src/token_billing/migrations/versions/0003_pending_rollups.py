@@ -32,11 +32,15 @@ def upgrade() -> None:
         sa.Column("cached_input_tokens", sa.BigInteger, nullable=False),
         sa.Column("output_tokens", sa.BigInteger, nullable=False),
     )
-    day = (
-        "date_trunc('day', hour)"
-        if op.get_bind().dialect.name == "postgresql"
-        else "substr(hour, 1, 10) || ' 00:00:00.000000'"
-    )
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        # its rows live about a second: reclaim dead ones after every 10,000 (the
+        # flushers also VACUUM it; this covers flushing left to invoicing)
+        op.execute(
+            "ALTER TABLE usage_pending SET (autovacuum_vacuum_scale_factor = 0, "
+            "autovacuum_vacuum_threshold = 10000, autovacuum_vacuum_cost_delay = 0)"
+        )
+    day = "date_trunc('day', hour)" if postgresql else "substr(hour, 1, 10) || ' 00:00:00.000000'"
     op.execute(
         f"""CREATE VIEW usage_hourly_all AS
         SELECT customer_id, hour, model, price_id, {_SUMS} FROM usage_hourly
