@@ -124,3 +124,17 @@ def test_gunicorn_entry_starts_a_flusher(db_url: str) -> None:
             time.sleep(0.02)
     finally:
         flusher.stop()
+
+
+def test_cli_flush_rollups(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from token_billing.cli import main
+
+    env.post([env.event(occurred_at=ts(env.month + timedelta(hours=h))) for h in range(3)])
+    monkeypatch.delenv("TOKEN_BILLING_CONFIG", raising=False)
+    monkeypatch.setenv("TOKEN_BILLING_DATABASE_URL", env.settings.database_url)
+    assert main(["flush-rollups"]) == 0
+    assert "moved 3 pending hourly row(s)" in capsys.readouterr().err
+    assert _pending(env) == 0
+    env.rollup_totals()

@@ -252,6 +252,19 @@ def cmd_list_conflicts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flush_rollups(args: argparse.Namespace) -> int:
+    from .storage.flush import flush
+
+    engine = _engine(_settings(args))
+    try:
+        with engine.begin() as conn:
+            moved = flush(conn)
+    finally:
+        engine.dispose()
+    print(f"moved {moved} pending hourly row(s) into the rollups", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["TOKEN_BILLING_CONFIG"] = args.config
@@ -341,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--month", required=True, help="YYYY-MM: when the stored events occurred")
     s.add_argument("--customer", help="only this customer")
     s.set_defaults(func=cmd_list_conflicts)
+
+    s = sub.add_parser(
+        "flush-rollups",
+        help="move pending usage into the rollups now (the service does it every second; "
+        "run it after rolling back to a release before 1.2.0)",
+    )
+    s.set_defaults(func=cmd_flush_rollups)
 
     s = sub.add_parser("serve", help="run the HTTP service under gunicorn with the shipped config")
     s.set_defaults(func=cmd_serve)

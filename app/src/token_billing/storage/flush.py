@@ -13,25 +13,21 @@ import threading
 
 from sqlalchemy import Connection, Engine
 
-from .rollup import FLUSH, FLUSH_BATCH, FLUSH_LOCK
+from .rollup import FLUSH, FLUSH_BATCH, FLUSH_LOCK, FLUSH_SOME
 
 log = logging.getLogger(__name__)
 
 
-def flush(conn: Connection, wait: bool = True) -> int | None:
-    """Move every pending row; the number moved, or None if ``wait`` is False and
-    another flush holds the lock. A no-op on SQLite (nothing is ever pending there)."""
+def flush(conn: Connection, wait: bool = True, batch: bool = False) -> int | None:
+    """Move the pending rows committed so far (``batch``: at most FLUSH_BATCH of them);
+    the number moved, or None if ``wait`` is False and another flush holds the lock.
+    A no-op on SQLite (nothing is ever pending there)."""
     if conn.dialect.name != "postgresql":
         return 0
     fn = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
     if conn.exec_driver_sql(f"SELECT {fn}({FLUSH_LOCK})").scalar() is False:
         return None
-    total = 0
-    while True:
-        moved = int(conn.exec_driver_sql(FLUSH).scalar_one())
-        total += moved
-        if moved < FLUSH_BATCH:
-            return total
+    return int(conn.exec_driver_sql(FLUSH_SOME if batch else FLUSH).scalar_one())
 
 
 class Flusher:
@@ -50,8 +46,18 @@ class Flusher:
         self._thread.join(timeout=10)
 
     def run_once(self) -> int | None:
-        with self.engine.begin() as conn:
-            moved = flush(conn, wait=False)
+        """One round: batches of FLUSH_BATCH, each its own transaction, until the backlog
+        is gone or another flush holds the lock."""
+        moved: int | None = 0
+        while True:
+            with self.engine.begin() as conn:
+                n = flush(conn, wait=False, batch=True)
+            if n is None:
+                moved = moved or None
+                break
+            moved = (moved or 0) + n
+            if n < FLUSH_BATCH:
+                break
         if moved:
             from .. import metrics  # after the multiprocess directory is set (app.py)
 

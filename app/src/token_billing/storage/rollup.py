@@ -88,14 +88,22 @@ def upsert(rollup: Rollup, source: Source, dialect: Dialect, shard: str) -> str:
 FLUSH_LOCK = 0x746F6B656E  # "token"
 FLUSH_BATCH = 50_000
 
-# PostgreSQL: move up to FLUSH_BATCH pending rows into both rollups; returns the number
-# moved. Ordered by key (in ``upsert``), so it never deadlocks with invoicing's UPDATE.
+# PostgreSQL: move pending rows into both rollups, returning the number moved: FLUSH
+# every row its snapshot sees (one statement), FLUSH_SOME at most FLUSH_BATCH (the
+# background flusher commits batch by batch, so a backlog never becomes one long
+# transaction). Ordered by key (in ``upsert``): no deadlock with invoicing's UPDATE.
 _MOVED = Source("moved", "hour", "sum(event_count)")
-FLUSH = f"""
+_FLUSH = """
 WITH moved AS (
-    DELETE FROM usage_pending WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM usage_pending LIMIT {FLUSH_BATCH}))
-    RETURNING customer_id, hour, model, price_id, event_count, {", ".join(SUMS)}
-), {", ".join(f"up_{r.unit} AS ({upsert(r, _MOVED, 'postgresql', '0')})" for r in ROLLUPS)}
+    DELETE FROM usage_pending {where}
+    RETURNING customer_id, hour, model, price_id, event_count, {sums}
+), {upserts}
 SELECT count(*) FROM moved
 """
+_UPSERTS = ", ".join(f"up_{r.unit} AS ({upsert(r, _MOVED, 'postgresql', '0')})" for r in ROLLUPS)
+FLUSH = _FLUSH.format(where="", sums=", ".join(SUMS), upserts=_UPSERTS)
+FLUSH_SOME = _FLUSH.format(
+    where=f"WHERE ctid = ANY(ARRAY(SELECT ctid FROM usage_pending LIMIT {FLUSH_BATCH}))",
+    sums=", ".join(SUMS),
+    upserts=_UPSERTS,
+)

@@ -64,8 +64,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         from token_billing.storage.rollup import FLUSH
 
-        while op.get_bind().exec_driver_sql(FLUSH).scalar_one():
-            pass
+        op.get_bind().exec_driver_sql(FLUSH)
     op.execute("DROP VIEW usage_daily_all")
     op.execute("DROP VIEW usage_hourly_all")
     op.drop_table("usage_pending")
