@@ -49,11 +49,11 @@ image: deps venv ## build (or reuse) the lab host image
 	@$(VENV)/bin/python lab/lab.py image
 
 mirror: venv ## fill the internal mirror (conda channel with real conda, PyPI index, installers); MIRROR_SOURCE=offline|upstream
-	rm -rf build/wheels app/build && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel -q --no-deps ./app -w build/wheels
+	rm -rf build/wheels app/build reporting/build && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel -q --no-deps ./app ./reporting -w build/wheels
 	@if [ "$(MIRROR_SOURCE)" = upstream ]; then \
-	  $(VENV)/bin/python lab/mirror/upstream.py --out build/mirror --app-wheel build/wheels/*.whl $(UPSTREAM_ARGS); \
+	  $(VENV)/bin/python lab/mirror/upstream.py --out build/mirror $$(printf -- '--app-wheel %s ' build/wheels/*.whl) $(UPSTREAM_ARGS); \
 	else \
-	  $(VENV)/bin/python lab/mirror/build.py --out build/mirror --conda-src "$(CONDA_SRC)" --app-wheel build/wheels/*.whl; \
+	  $(VENV)/bin/python lab/mirror/build.py --out build/mirror --conda-src "$(CONDA_SRC)" $$(printf -- '--app-wheel %s ' build/wheels/*.whl); \
 	fi
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@315532800 -C build/mirror -cf build/mirror.tar.new .
 	@if cmp -s build/mirror.tar.new build/mirror.tar; then rm build/mirror.tar.new; echo "mirror: content unchanged"; \

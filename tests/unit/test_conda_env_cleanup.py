@@ -1,0 +1,79 @@
+"""conda-env-cleanup with two env families: each family's current and previous
+are kept, so is an env a systemd unit references; only retired envs would go."""
+
+import importlib.machinery
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "roles/conda_cleanup/files/conda-env-cleanup"
+
+
+def load():
+    loader = importlib.machinery.SourceFileLoader("conda_env_cleanup", str(SCRIPT))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def make_env(root: Path, name: str) -> Path:
+    (root / name / "conda-meta").mkdir(parents=True)
+    (root / name / "conda-meta/ansible-env.record").write_text("{}")
+    (root / name / "bin").mkdir()
+    return root / name
+
+
+def release(service_root: Path, name: str, env: Path) -> Path:
+    rel = service_root / "releases" / name
+    rel.mkdir(parents=True)
+    (rel / "env").symlink_to(env)
+    return rel
+
+
+def test_two_families_keep_current_previous_and_unit_references(tmp_path):
+    envs = tmp_path / "envs"
+    for name in ("token-billing-v0", "token-billing-v1", "token-billing-v2",
+                 "reporting-engine-v1", "reporting-engine-v2", "reporting-engine-v3", "other-v1"):
+        make_env(envs, name)
+    (envs / ".token-billing-v3.next" / "conda-meta").mkdir(parents=True)
+    billing, reports = tmp_path / "token-billing", tmp_path / "report-engine"
+    (billing).mkdir()
+    (reports).mkdir()
+    (billing / "current").symlink_to(release(billing, "v2", envs / "token-billing-v2"))
+    (billing / "previous").symlink_to(release(billing, "v1", envs / "token-billing-v1"))
+    release(billing, "v0", envs / "token-billing-v0")
+    (reports / "current").symlink_to(release(reports, "v2", envs / "reporting-engine-v2"))
+    release(reports, "v1", envs / "reporting-engine-v1")
+    units = tmp_path / "units"
+    units.mkdir()
+    # a unit that still names a retired release's env through its release dir
+    (units / "report-engine-legacy.service").write_text(
+        f"[Service]\nExecStart={reports}/releases/v1/env/bin/report-engine --month 2026-01\n"
+    )
+    # a timer alone references nothing; comments are ignored
+    (units / "report-engine.timer").write_text(f"[Timer]\nUnit=report-engine.service\n# {envs}/other-v1\n")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--envs-root", str(envs),
+         "--keep-link", str(billing / "current"), "--keep-link", str(billing / "previous"),
+         "--keep-link", str(reports / "current"), "--keep-link", str(reports / "previous"),
+         "--unit-dir", str(units)],
+        capture_output=True, text=True, check=True,
+    )
+    report = json.loads(proc.stdout)
+    assert sorted(report["would_remove"]) == ["other-v1", "reporting-engine-v3", "token-billing-v0"]
+    assert report["removed"] == []
+    assert set(report["kept"]) == {"token-billing-v1", "token-billing-v2", "reporting-engine-v1", "reporting-engine-v2"}
+    assert report["kept"]["reporting-engine-v1"] == "referenced by unit report-engine-legacy.service"
+
+
+def test_reference_walks_up_to_an_existing_path(tmp_path):
+    module = load()
+    envs = tmp_path / "envs"
+    env = make_env(envs, "reporting-engine-v2")
+    link = tmp_path / "current"
+    link.symlink_to(env)
+    assert module.env_of_reference(f"{link}/bin/not-installed-yet", envs.resolve()) == "reporting-engine-v2"
+    assert module.env_of_reference("/var/lib/nothing/here", envs.resolve()) is None
