@@ -36,3 +36,22 @@ def test_apps_log_in_as_one_of_two_roles_acting_as_the_owner(host):
         "join pg_roles r on r.oid = s.setrole where r.rolname like 'billing_%' order by 1\""
     ).splitlines()
     assert settings == ["billing_blue|{role=billing}", "billing_green|{role=billing}"]
+
+
+def psql_ro(host, sql: str):
+    return host.run(
+        "PGPASSWORD=lab-reporting-ro-password psql -h 127.0.0.1 -U reporting_ro -d billing -tAc %s", sql
+    )
+
+
+def test_reporting_role_has_exactly_select_on_what_the_report_reads(host):
+    grants = host.check_output(
+        "runuser -u postgres -- psql -d billing -tAc \"select table_name || ':' || privilege_type "
+        "from information_schema.role_table_grants where grantee = 'reporting_ro' order by 1\""
+    ).splitlines()
+    assert grants == ["prices:SELECT", "usage_daily:SELECT"]
+    assert psql_ro(host, "select count(*) from usage_daily").rc == 0
+    for sql in ("insert into prices select * from prices limit 1", "delete from usage_daily",
+                "select count(*) from api_keys"):
+        result = psql_ro(host, sql)
+        assert result.rc != 0 and "permission denied" in result.stderr, sql
