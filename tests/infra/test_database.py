@@ -49,9 +49,9 @@ def test_reporting_role_has_exactly_select_on_what_the_report_reads(host):
         "runuser -u postgres -- psql -d billing -tAc \"select table_name || ':' || privilege_type "
         "from information_schema.role_table_grants where grantee = 'reporting_ro' order by 1\""
     ).splitlines()
-    assert grants == ["prices:SELECT", "usage_daily:SELECT"]
-    assert psql_ro(host, "select count(*) from usage_daily").rc == 0
+    assert grants == ["prices:SELECT", "usage_daily_all:SELECT"]
+    assert psql_ro(host, "select count(*) from usage_daily_all").rc == 0
     for sql in ("insert into prices select * from prices limit 1", "delete from usage_daily",
-                "select count(*) from api_keys"):
+                "select count(*) from usage_daily", "select count(*) from api_keys"):
         result = psql_ro(host, sql)
         assert result.rc != 0 and "permission denied" in result.stderr, sql
