@@ -10,6 +10,11 @@ engine="${LAB_ENGINE:-podman}"
 suite="${LAB_IMAGE_SUITE:-bookworm}"
 apt_mirror="${LAB_APT_MIRROR:-http://deb.debian.org/debian}"
 build_dir="${LAB_BUILD_DIR:-$here/../../build}/image"
+# One build at a time: a second one would remove the rootfs the first is
+# debootstrapping, with /proc mounted inside it.
+mkdir -p "$build_dir"
+exec 9>"$build_dir/.lock"
+flock 9
 
 # The lab's SSH key: made once per machine, its public half baked into the image
 # for the deploy user (the private half never leaves build/).

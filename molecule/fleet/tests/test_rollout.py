@@ -228,6 +228,26 @@ def test_rollback_returns_the_fleet_and_back_again():
     assert all(sh(c, "basename $(readlink /opt/token-billing/previous)") == "v1" for c in APPS)
 
 
+REPORTING = "tbf-app1"
+
+
+def test_report_engine_upgrade_leaves_billing_alone():
+    """deploy.yml with the report engine's v2 (pandas 2.2.3 -> 2.3.3) on the reporting host: every billing process
+    keeps its PID, release and env; the report engine switches and its next run uses the new env."""
+    before = {c: (main_pid(c), release(c), sh(c, "readlink -f /opt/token-billing/current/env")) for c in APPS}
+    rc, out, _ = playbook("deploy.yml", "-e", f"billing_service_release={before[APPS[0]][1]}",
+                          "-e", "reporting_engine_release=v2")
+    assert rc == 0, out[-3000:]
+    assert {c: (main_pid(c), release(c), sh(c, "readlink -f /opt/token-billing/current/env")) for c in APPS} == before
+    assert sh(REPORTING, "basename $(readlink /opt/report-engine/current)") == "v2"
+    assert sh(REPORTING, "basename $(readlink /opt/report-engine/previous)") == "v1"
+    pandas = "/opt/report-engine/current/env/bin/python -c 'import pandas; print(pandas.__version__)'"
+    assert sh(REPORTING, pandas) == "2.3.3"
+    sh(REPORTING, "systemctl start report-engine.service")
+    assert "reporting-engine-v2" in sh(REPORTING, "readlink -f /opt/report-engine/current/env")
+    assert all(ready(c) for c in APPS)
+
+
 @pytest.mark.parametrize("container", APPS)
 def test_envs_before_cleanup(container):
     envs = sh(container, "ls /opt/miniconda3/envs").split()
@@ -248,11 +268,13 @@ def test_cleanup_removes_only_the_retired_env():
         assert report["would_remove"] == ["token-billing-v0"], (host, report)
         assert report["removed"] == []
     assert all("token-billing-v0" in sh(c, "ls /opt/miniconda3/envs") for c in APPS)
+    both = ["reporting-engine-v1", "reporting-engine-v2", "token-billing-v1", "token-billing-v2"]
+    expected = {c: both if c == REPORTING else both[2:] for c in APPS}
     for host, report in cleanup_reports().items():
         assert report["removed"] == ["token-billing-v0"], (host, report)
-        assert set(report["kept"]) == {"token-billing-v1", "token-billing-v2"}
+        assert sorted(report["kept"]) == expected[host], (host, report)
     for c in APPS:
-        assert sh(c, "ls /opt/miniconda3/envs").split() == ["token-billing-v1", "token-billing-v2"]
+        assert sh(c, "ls /opt/miniconda3/envs").split() == expected[c]
         assert ready(c)
 
 

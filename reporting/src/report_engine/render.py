@@ -56,16 +56,22 @@ def spend_chart(
     frame: pd.DataFrame, previous: pd.DataFrame, currency: str, title: str, path: Path
 ) -> None:
     fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
-    for label, data, style in (("this month", frame, "-"), ("previous month", previous, "--")):
+    plotted = False
+    for label, data, style in (("this month", frame, "o-"), ("previous month", previous, "s--")):
         if data.empty:
             continue
         daily = data.groupby("day")["cost"].agg(lambda s: float(sum(s, Decimal(0))))
         cumulative = daily.cumsum()
+        # markers: a month with one day of usage is one point, not an invisible line
         ax.plot([d.day for d in cumulative.index], cumulative.to_numpy(), style, label=label)
+        plotted = True
     ax.set_title(title)
     ax.set_xlabel("day of month")
     ax.set_ylabel(f"cumulative spend ({currency})")
-    ax.legend()
+    if plotted:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no spend", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
