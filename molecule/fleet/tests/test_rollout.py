@@ -248,6 +248,25 @@ def test_report_engine_upgrade_leaves_billing_alone():
     assert all(ready(c) for c in APPS)
 
 
+def report_release(which: str = "current") -> str:
+    return sh(REPORTING, f"basename $(readlink /opt/report-engine/{which})")
+
+
+def test_report_engine_rollback_leaves_billing_alone():
+    before = {c: (main_pid(c), release(c)) for c in APPS}
+    rc, out, _ = playbook("rollback.yml", "-e", "rollback_family=reporting")
+    assert rc != 0 and "is not an env family" in out, out[-2000:]
+    assert report_release() == "v2"
+    rc, out, _ = playbook("rollback.yml", "-e", "rollback_family=reporting-engine")
+    assert rc == 0, out[-3000:]
+    assert (report_release(), report_release("previous")) == ("v1", "v2")
+    sh(REPORTING, "systemctl start report-engine.service")
+    rc, out, _ = playbook("rollback.yml", "-e", "rollback_family=reporting-engine")
+    assert rc == 0, out[-3000:]
+    assert (report_release(), report_release("previous")) == ("v2", "v1")
+    assert {c: (main_pid(c), release(c)) for c in APPS} == before
+
+
 @pytest.mark.parametrize("container", APPS)
 def test_envs_before_cleanup(container):
     envs = sh(container, "ls /opt/miniconda3/envs").split()
