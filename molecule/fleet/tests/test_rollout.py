@@ -152,6 +152,27 @@ def test_deploy_again_changes_nothing_and_restarts_nothing():
 CONFIG_CHANGE = ("-e", "billing_service_release=v2", "-e", "billing_service_workers=3", "-e", "billing_service_log_level=debug")
 
 
+REPORTING = "tbf-app1"
+
+
+def test_report_engine_upgrade_leaves_billing_alone():
+    """deploy.yml with the report engine's v2 (pandas 2.2.3 -> 2.3.3) on the reporting host, the billing release
+    and config as they are: every billing process keeps its PID, release and env; the report engine switches and
+    its next run uses the new env."""
+    before = {c: (main_pid(c), release(c), sh(c, "readlink -f /opt/token-billing/current/env")) for c in APPS}
+    rc, out, _ = playbook("deploy.yml", "-e", f"billing_service_release={before[APPS[0]][1]}",
+                          "-e", "reporting_engine_release=v2")
+    assert rc == 0, out[-3000:]
+    assert {c: (main_pid(c), release(c), sh(c, "readlink -f /opt/token-billing/current/env")) for c in APPS} == before
+    assert sh(REPORTING, "basename $(readlink /opt/report-engine/current)") == "v2"
+    assert sh(REPORTING, "basename $(readlink /opt/report-engine/previous)") == "v1"
+    pandas = "/opt/report-engine/current/env/bin/python -c 'import pandas; print(pandas.__version__)'"
+    assert sh(REPORTING, pandas) == "2.3.3"
+    sh(REPORTING, "systemctl start report-engine.service")
+    assert "reporting-engine-v2" in sh(REPORTING, "readlink -f /opt/report-engine/current/env")
+    assert all(ready(c) for c in APPS)
+
+
 def test_config_only_deploy_restarts_each_host_under_the_drain():
     pids = {c: main_pid(c) for c in APPS}
     with under_load() as result:
@@ -228,42 +249,24 @@ def test_rollback_returns_the_fleet_and_back_again():
     assert all(sh(c, "basename $(readlink /opt/token-billing/previous)") == "v1" for c in APPS)
 
 
-REPORTING = "tbf-app1"
-
-
-def test_report_engine_upgrade_leaves_billing_alone():
-    """deploy.yml with the report engine's v2 (pandas 2.2.3 -> 2.3.3) on the reporting host: every billing process
-    keeps its PID, release and env; the report engine switches and its next run uses the new env."""
-    before = {c: (main_pid(c), release(c), sh(c, "readlink -f /opt/token-billing/current/env")) for c in APPS}
-    rc, out, _ = playbook("deploy.yml", "-e", f"billing_service_release={before[APPS[0]][1]}",
-                          "-e", "reporting_engine_release=v2")
-    assert rc == 0, out[-3000:]
-    assert {c: (main_pid(c), release(c), sh(c, "readlink -f /opt/token-billing/current/env")) for c in APPS} == before
-    assert sh(REPORTING, "basename $(readlink /opt/report-engine/current)") == "v2"
-    assert sh(REPORTING, "basename $(readlink /opt/report-engine/previous)") == "v1"
-    pandas = "/opt/report-engine/current/env/bin/python -c 'import pandas; print(pandas.__version__)'"
-    assert sh(REPORTING, pandas) == "2.3.3"
-    sh(REPORTING, "systemctl start report-engine.service")
-    assert "reporting-engine-v2" in sh(REPORTING, "readlink -f /opt/report-engine/current/env")
-    assert all(ready(c) for c in APPS)
-
-
 def report_release(which: str = "current") -> str:
     return sh(REPORTING, f"basename $(readlink /opt/report-engine/{which})")
 
 
 def test_report_engine_rollback_leaves_billing_alone():
+    """rollback.yml -e rollback_family=reporting-engine swaps the report engine's current and previous release
+    (site.yml's run above put the inventory's release back, so which is which is read first)."""
     before = {c: (main_pid(c), release(c)) for c in APPS}
+    links = (report_release(), report_release("previous"))
+    assert sorted(links) == ["v1", "v2"]
     rc, out, _ = playbook("rollback.yml", "-e", "rollback_family=reporting")
     assert rc != 0 and "is not an env family" in out, out[-2000:]
-    assert report_release() == "v2"
-    rc, out, _ = playbook("rollback.yml", "-e", "rollback_family=reporting-engine")
-    assert rc == 0, out[-3000:]
-    assert (report_release(), report_release("previous")) == ("v1", "v2")
-    sh(REPORTING, "systemctl start report-engine.service")
-    rc, out, _ = playbook("rollback.yml", "-e", "rollback_family=reporting-engine")
-    assert rc == 0, out[-3000:]
-    assert (report_release(), report_release("previous")) == ("v2", "v1")
+    assert (report_release(), report_release("previous")) == links
+    for expected in (links[::-1], links):
+        rc, out, _ = playbook("rollback.yml", "-e", "rollback_family=reporting-engine")
+        assert rc == 0, out[-3000:]
+        assert (report_release(), report_release("previous")) == expected
+        sh(REPORTING, "systemctl start report-engine.service")
     assert {c: (main_pid(c), release(c)) for c in APPS} == before
 
 
