@@ -11,10 +11,14 @@ suite="${LAB_IMAGE_SUITE:-bookworm}"
 apt_mirror="${LAB_APT_MIRROR:-http://deb.debian.org/debian}"
 build_dir="${LAB_BUILD_DIR:-$here/../../build}/image"
 # One build at a time: a second one would remove the rootfs the first is
-# debootstrapping, with /proc mounted inside it.
+# debootstrapping, with /proc mounted inside it. The docker path below calls
+# this script again for podman's image: that call runs under our lock.
 mkdir -p "$build_dir"
-exec 9>"$build_dir/.lock"
-flock 9
+if [ -z "${LAB_IMAGE_BUILD_LOCKED:-}" ]; then
+  exec 9>"$build_dir/.lock"
+  flock 9
+  export LAB_IMAGE_BUILD_LOCKED=1
+fi
 
 # The lab's SSH key: made once per machine, its public half baked into the image
 # for the deploy user (the private half never leaves build/).
