@@ -153,12 +153,12 @@ usage_events = Table(
     Column("content_digest", String(64), nullable=True),
 )
 
-# Hourly rollup, maintained in the same transaction as the event insert.
+# Hourly rollup: SQLite upserts it in the ingest transaction, PostgreSQL (1.2.0) in the
+# flush of usage_pending (storage/rollup.py); readers use usage_hourly_all.
 # invoice_id = 0 means "not yet invoiced"; invoicing re-labels rows with the invoice id,
 # so a late event for an invoiced hour lands in a fresh open row (-> adjustment).
-# shard: concurrent writers add to different rows of a hot (customer, hour, model, price)
-# (PostgreSQL: backend pid % 8), so batches do not queue on each other's row locks;
-# every reader sums over shards.
+# shard: 1.1.0 writers used backend pid % 8 so concurrent batches did not queue on one
+# row lock; the flusher writes shard 0; every reader sums over shards.
 usage_hourly = Table(
     "usage_hourly",
     metadata,

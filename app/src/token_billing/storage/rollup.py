@@ -13,8 +13,8 @@ which in one statement's snapshot count every committed event exactly once. SQLi
 upserts the rollups in the ingest transaction and leaves ``usage_pending`` empty.
 
 Hourly rows carry ``invoice_id`` (0 = open; invoicing re-labels them) and both carry a
-``shard`` so that concurrent writers of a hot key do not queue on one row lock; readers
-sum over both.
+``shard`` (1.1.0 writers spread a hot key over backend pid % 8; the flusher, the only
+PostgreSQL writer now, uses 0); readers sum over shards.
 """
 
 from __future__ import annotations
