@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from token_billing.cli import main
+from token_billing.content import digest
+from token_billing.validation import parse_timestamp
 
 from .tb_testlib import Env, ts
 
@@ -79,13 +81,42 @@ def test_conflict_inside_one_batch(env: Env) -> None:
     assert [x["status"] for x in r.get_json()["results"]] == ["rejected", "rejected"]
 
 
-def test_events_stored_before_digests_are_compared_by_their_columns(env: Env) -> None:
+def test_stored_events_are_compared_by_their_columns_or_an_earlier_release_digest(
+    env: Env,
+) -> None:
     ev = env.event("old-1")
     env.post(ev)
     with env.engine.begin() as conn:
-        conn.execute(text("UPDATE usage_events SET content_digest = NULL"))
+        # 1.3.0 stores no digest: a resend is compared with the stored columns
+        assert conn.execute(text("SELECT content_digest FROM usage_events")).scalar() is None
     assert env.post(ev).get_json()["results"][0]["status"] == "duplicate"
     assert env.post(dict(ev, model="small")).get_json()["results"][0]["status"] == "conflict"
+    # 1.1.0 and 1.2.0 stored the digest of the content; it is used when present
+    at = parse_timestamp(ev["occurred_at"])
+    assert at is not None
+    fields = (ev["customer_id"], None, ev["model"], ev["input_tokens"])
+    fields += (ev["cached_input_tokens"], ev["output_tokens"])
+    stored_digest = digest(*fields, at)
+    with env.engine.begin() as conn:
+        conn.execute(text("UPDATE usage_events SET content_digest = :d"), {"d": stored_digest})
+    assert env.post(ev).get_json()["results"][0]["status"] == "duplicate"
+    assert env.post(dict(ev, model="small")).get_json()["results"][0]["status"] == "conflict"
+
+
+@pytest.mark.parametrize(
+    ("stored", "resent"),
+    [
+        ("2000-01-01T10:12:13.123456789Z", "2000-01-01T12:12:13.123456+02:00"),
+        ("2000-01-01T10:12:13.100000Z", "2000-01-01T10:12:13.1Z"),
+        ("2000-01-01T10:12:13Z", "2000-01-01T05:12:13.000000-05:00"),
+    ],
+)
+def test_one_instant_spelt_two_ways_is_a_duplicate(env: Env, stored: str, resent: str) -> None:
+    day = env.month + timedelta(days=2)
+    ev = env.event("spelt-1", occurred_at=stored.replace("2000-01-01", day.strftime("%Y-%m-%d")))
+    assert env.post(ev).status_code == 200
+    again = dict(ev, occurred_at=resent.replace("2000-01-01", day.strftime("%Y-%m-%d")))
+    assert env.post(again).get_json()["results"][0]["status"] == "duplicate"
 
 
 def test_racing_copies_with_different_content_one_wins(env: Env) -> None:

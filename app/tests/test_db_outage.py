@@ -26,8 +26,8 @@ def test_failure_mid_transaction_stores_nothing(env: Env, monkeypatch: pytest.Mo
             pg,
             "_PG_INGEST",
             pg._PG_INGEST.replace(
-                "SELECT event_id FROM ins",
-                "SELECT event_id FROM ins WHERE pg_terminate_backend(pg_backend_pid())",
+                "SELECT event_id FROM ins WHERE",
+                "SELECT event_id FROM ins WHERE pg_terminate_backend(pg_backend_pid()) OR",
             ),
         )
     else:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
+from typing import Any
 
-from token_billing.ingest import Ingestor
+from token_billing.ingest import ACCEPTED, CONFLICT, DUPLICATE, REJECTED, Ingestor, IngestOutcome
+from token_billing.web.usage import _outcome_json
 
 from .tb_testlib import Env, ts
 
@@ -229,3 +232,27 @@ def test_daily_and_hourly_reports_agree(env: Env) -> None:
     hourly = report(ts(t0 - timedelta(hours=1)), ts(t0 + timedelta(days=4)))
     assert daily == hourly
     assert sum(x[2] for x in daily) == 40
+
+
+def test_batch_response_is_the_json_of_each_result() -> None:
+    ids: list[str | None] = ['q"uote', "back\\slash", "caf\u00e9 \u2028", None, "ok-1", "c-1"]
+    statuses = [ACCEPTED, DUPLICATE, ACCEPTED, REJECTED, REJECTED, CONFLICT]
+    errors: dict[int, dict[str, Any]] = {
+        3: {"code": "invalid_type", "message": "event must be an object, got array"},
+        4: {"code": "no_price", "field": "model", "message": "no price for 'm\u00fc'"},
+        5: {"code": "conflicting_resend", "field": "event_id", "message": "x"},
+    }
+    out = IngestOutcome(ids, statuses, errors, accepted=2, duplicates=1, conflicts=1, rejected=2)
+    assert json.loads(_outcome_json(out)) == {
+        "accepted": 2,
+        "duplicates": 1,
+        "conflicts": 1,
+        "rejected": 2,
+        "results": out.results(),
+    }
+    assert out.results()[4] == {
+        "index": 4,
+        "event_id": "ok-1",
+        "status": REJECTED,
+        "error": errors[4],
+    }

@@ -11,7 +11,9 @@ under a new id.
 
 Billable content = customer, project, model, the three token counts and the occurrence
 instant (to the microsecond, whatever the offset it was written with). ``api_key_id``
-and ``metadata`` do not change a bill and are not compared.
+and ``metadata`` do not change a bill and are not compared. The stored event's digest is
+computed from its columns (1.3.0 stores none: that would cost every event a digest to
+help only resends) unless an earlier release stored one.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ _STORED = (
 def _stored_digest(row: Row[Any]) -> str:
     if row.content_digest is not None:
         return str(row.content_digest)
-    # stored before digests were recorded: the digest of its columns is the same thing
+    # stored without a digest (before 0002, or since 1.3.0): its columns give the same one
     return digest(*_fields(row))
 
 

@@ -37,12 +37,26 @@ __all__ = ["ACCEPTED", "CONFLICT", "DUPLICATE", "REJECTED", "IngestOutcome", "In
 
 @dataclass
 class IngestOutcome:
-    results: list[dict[str, Any]]
+    """Per event (by index in the batch): its id if it had a string one, its status, and
+    the error of a rejected or conflicting one."""
+
+    event_ids: list[str | None]
+    statuses: list[str]
+    errors: dict[int, dict[str, Any]]
     accepted: int = 0
     duplicates: int = 0
     conflicts: int = 0
     rejected: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
+
+    def results(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [
+            {"index": i, "event_id": eid, "status": st}
+            for i, (eid, st) in enumerate(zip(self.event_ids, self.statuses, strict=True))
+        ]
+        for i, err in self.errors.items():
+            out[i]["error"] = err
+        return out
 
 
 class Ingestor:
@@ -97,17 +111,13 @@ class Ingestor:
             )
         self._settle_repeats(valid, repeats, first_index, status, errors, now)
 
-        results: list[dict[str, Any]] = [
-            {"index": i, "event_id": eid, "status": st}
-            for i, (eid, st) in enumerate(zip(ids, status, strict=True))
-        ]
-        out = IngestOutcome(results=results)
+        # only rejected and conflicting events keep their error
+        errors = {i: err for i, err in errors.items() if status[i] in (REJECTED, CONFLICT)}
+        out = IngestOutcome(ids, status, errors)
         reasons: dict[str, int] = {}
-        for i, err in errors.items():  # rejected and conflicting events carry their error
+        for i, err in errors.items():
             if status[i] == REJECTED:
                 reasons[err["code"]] = reasons.get(err["code"], 0) + 1
-            if status[i] in (REJECTED, CONFLICT):
-                results[i]["error"] = err
         out.rejected = status.count(REJECTED)
         out.conflicts = status.count(CONFLICT)
         out.duplicates = status.count(DUPLICATE)

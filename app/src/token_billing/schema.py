@@ -149,11 +149,12 @@ usage_events = Table(
     Column("received_at", UTCDateTime(), nullable=False, server_default=func.now()),
     Column("price_id", Integer, nullable=False),
     Column("metadata", Text, nullable=True),
-    # digest of the billable content (content.py); NULL for events stored before 0002
+    # digest of the billable content (content.py), as 1.1.0 and 1.2.0 stored it; NULL for
+    # events stored before 0002 and since 1.3.0, which compares a resend with the columns
     Column("content_digest", String(64), nullable=True),
 )
 
-# Hourly rollup: SQLite upserts it in the ingest transaction, PostgreSQL (1.2.0) in the
+# Hourly rollup: SQLite upserts it in the ingest transaction, PostgreSQL (1.2.0+) in the
 # flush of usage_pending (storage/rollup.py); readers use usage_hourly_all.
 # invoice_id = 0 means "not yet invoiced"; invoicing re-labels rows with the invoice id,
 # so a late event for an invoiced hour lands in a fresh open row (-> adjustment).

@@ -26,7 +26,21 @@ class Event(NamedTuple):
     occurred_at: datetime  # aware, UTC
     metadata: str | None  # compact JSON text
     occurred_at_text: str  # normalised RFC 3339 text (<= 6 fraction digits), same instant
-    digest: str  # of the billable content (content.digest)
+
+    @property
+    def digest(self) -> str:
+        """Of the billable content (``content.digest``): computed only for an event whose
+        id was taken (``conflicts``), never on the way in."""
+        return digest(
+            self.customer_id,
+            self.project,
+            self.model,
+            self.input_tokens,
+            self.cached_input_tokens,
+            self.output_tokens,
+            self.occurred_at,
+            self.occurred_at_text,
+        )
 
 
 @dataclass(frozen=True)
@@ -168,7 +182,6 @@ def validate_event(
                 at,
                 None,
                 text,
-                digest(customer_id, project, model, inp, cached, outp, at, text),
             ), None
     return _validate_in_order(obj, limits, now)
 
@@ -257,16 +270,6 @@ def _validate_in_order(
             occurred_at,
             meta_text,
             occurred_text,
-            digest(
-                customer_id,  # type: ignore[arg-type]
-                project,
-                model,  # type: ignore[arg-type]
-                input_tokens,
-                cached,
-                output_tokens,
-                occurred_at,
-                occurred_text,
-            ),
         ),
         None,
     )

@@ -81,13 +81,13 @@ def classify(
 
 def finish_statuses(
     rows: list[tuple[Event, int]],
-    inserted: set[str],
+    taken: set[str],
     index_of: dict[str, int],
     status: Statuses,
 ) -> InsertedTokens:
     inserted_models: InsertedTokens = {}
     for ev, _price_id in rows:
-        if ev.event_id not in inserted:
+        if ev.event_id in taken:  # already stored: not inserted
             status[index_of[ev.event_id]] = DUPLICATE
             continue
         m = inserted_models.get(ev.model)

@@ -44,12 +44,12 @@ _PG_COLUMNS = (
     ("occurred_at", "timestamptz"),
     ("price_id", "int4"),
     ("metadata", "text"),
-    ("content_digest", "text"),
 )
 
 # One statement: insert the events (sorted by event_id), append the hourly sums of ONLY
 # the rows actually inserted (RETURNING of the insert) to usage_pending (rollup.py: a
-# flush moves them into the rollups), return their ids. Each column travels as one JSON
+# flush moves them into the rollups), and say which rows were inserted: ALL_MARKER when
+# all were (the usual case: one row travels back), else their ids. Each column travels as one JSON
 # array parameter (cheap to build, parsed in C). The price-book guard makes it write
 # nothing (and return STALE_MARKER) when prices were added since the caller priced the
 # batch; it runs after LOCK prices IN SHARE MODE, so its snapshot includes every
@@ -69,12 +69,16 @@ WITH src AS (
 ), pending AS (
     {aggregate(PENDING, Source("ins"), "postgresql", None)}
 )
-SELECT event_id FROM ins
+SELECT event_id FROM ins WHERE (SELECT count(*) FROM ins) < %s
+UNION ALL
+SELECT E'\\r' WHERE (SELECT count(*) FROM ins) = %s
 UNION ALL
 SELECT E'\\n' WHERE (SELECT coalesce(max(price_id), 0) FROM prices) <> %s
 """
-# never a valid event_id (not printable): "the price book changed, nothing was written"
+# never valid event_ids (not printable): "the price book changed, nothing was written",
+# "every row was inserted"
 STALE_MARKER = "\n"
+ALL_MARKER = "\r"
 BOOK_TTL = 5.0
 
 _PG_GUARD = "SELECT E'\\n' WHERE (SELECT coalesce(max(price_id), 0) FROM prices) <> %s"
@@ -118,8 +122,8 @@ class PgStore:
                 errors.pop(i, None)
             book, version = self._price_book(force=True)
             rows, index_of, unpriced = classify(valid, unknown, book.lookup, status, errors)
-        inserted = self._write(rows, unpriced, version, now)
-        return finish_statuses(rows, inserted, index_of, status)
+        taken = self._write(rows, unpriced, version, now)
+        return finish_statuses(rows, taken, index_of, status)
 
     def _price_book(self, force: bool = False) -> tuple[PriceBook, int]:
         """The whole price book, cached per process; ``version`` = max(price_id).
@@ -179,7 +183,8 @@ class PgStore:
                     c_ins = raw.cursor()
                     c_guard = raw.cursor()
                     if rows:
-                        c_ins.execute(_PG_INGEST, [*self._columns(rows), version, version])
+                        n = len(rows)
+                        c_ins.execute(_PG_INGEST, [*self._columns(rows), version, n, n, version])
                     else:
                         c_guard.execute(_PG_GUARD, (version,))
                     if unpriced:
@@ -195,25 +200,19 @@ class PgStore:
                 else:
                     raw.rollback()
                 raise
-        ids = {r[0] for r in result}
-        if STALE_MARKER in ids:
+        marks = {r[0] for r in result}
+        if STALE_MARKER in marks:
             raise StaleBook("the price book changed while the batch was priced")
-        return ids
+        if ALL_MARKER in marks or not rows:
+            return set()
+        return {ev.event_id for ev, _ in rows} - marks
 
     @staticmethod
     def _columns(rows: list[tuple[Event, int]]) -> list[str]:
+        """One JSON array per column of _PG_COLUMNS (the events transposed in C)."""
         dumps = _json_dumps
-        return [
-            dumps([ev.event_id for ev, _ in rows]),
-            dumps([ev.customer_id for ev, _ in rows]),
-            dumps([ev.api_key_id for ev, _ in rows]),
-            dumps([ev.project for ev, _ in rows]),
-            dumps([ev.model for ev, _ in rows]),
-            dumps([ev.input_tokens for ev, _ in rows]),
-            dumps([ev.cached_input_tokens for ev, _ in rows]),
-            dumps([ev.output_tokens for ev, _ in rows]),
-            dumps([ev.occurred_at_text for ev, _ in rows]),
-            dumps([p for _, p in rows]),
-            dumps([ev.metadata for ev, _ in rows]),
-            dumps([ev.digest for ev, _ in rows]),
-        ]
+        ev_cols = list(zip(*(ev for ev, _ in rows), strict=True))
+        by_name = dict(zip(Event._fields, ev_cols, strict=True))
+        by_name["occurred_at"] = by_name["occurred_at_text"]
+        by_name["price_id"] = tuple(p for _, p in rows)
+        return [dumps(by_name[name]) for name, _ in _PG_COLUMNS]

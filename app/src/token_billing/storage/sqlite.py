@@ -15,9 +15,8 @@ from .rollup import ROLLUPS, Source, upsert
 
 _SQLITE_INSERT_EVENT = """
 INSERT INTO usage_events (event_id, customer_id, api_key_id, project, model, input_tokens,
-    cached_input_tokens, output_tokens, occurred_at, received_at, price_id, metadata,
-    content_digest)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    cached_input_tokens, output_tokens, occurred_at, received_at, price_id, metadata)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id) DO NOTHING
 """
 
@@ -54,7 +53,8 @@ class SqliteStore:
                 self._upsert_rollups(conn, sorted(inserted))
             if unpriced:
                 self._record_unpriced(conn, unpriced, now)
-        return finish_statuses(rows, inserted, index_of, status)
+        taken = {ev.event_id for ev, _ in rows} - inserted
+        return finish_statuses(rows, taken, index_of, status)
 
     def _check_customers(self, conn: Connection, wanted: set[str]) -> set[str]:
         unknown = wanted - self._known_customers
@@ -94,7 +94,6 @@ class SqliteStore:
                         received,
                         price_id,
                         ev.metadata,
-                        ev.digest,
                     ),
                 )
                 if cur.rowcount == 1:
