@@ -49,11 +49,11 @@ _PG_COLUMNS = (
 # One statement: insert the events (sorted by event_id), append the hourly sums of ONLY
 # the rows actually inserted (RETURNING of the insert) to usage_pending (rollup.py: a
 # flush moves them into the rollups), and say which rows were inserted: ALL_MARKER when
-# all were (the usual case: one row travels back), else their ids. Each column travels as one JSON
-# array parameter (cheap to build, parsed in C). The price-book guard makes it write
-# nothing (and return STALE_MARKER) when prices were added since the caller priced the
-# batch; it runs after LOCK prices IN SHARE MODE, so its snapshot includes every
-# committed price load.
+# all were (the usual case: one row travels back), else their ids. Each column travels
+# as one JSON array parameter (cheap to build, parsed in C). The price-book guard makes
+# it write nothing (and return STALE_MARKER) when prices were added since the caller
+# priced the batch; it runs after LOCK prices IN SHARE MODE, so its snapshot includes
+# every committed price load.
 _PG_INGEST = f"""
 WITH src AS (
     SELECT {", ".join(f"c{i}::{t} AS {n}" for i, (n, t) in enumerate(_PG_COLUMNS))}
