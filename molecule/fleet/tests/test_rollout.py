@@ -155,6 +155,10 @@ CONFIG_CHANGE = ("-e", "billing_service_release=v2", "-e", "billing_service_work
 REPORTING = "tbf-app1"
 
 
+def report_release(which: str = "current") -> str:
+    return sh(REPORTING, f"basename $(readlink /opt/report-engine/{which})")
+
+
 def test_report_engine_upgrade_leaves_billing_alone():
     """deploy.yml with the report engine's v2 (pandas 2.2.3 -> 2.3.3) on the reporting host, the billing release
     and config as they are: every billing process keeps its PID, release and env; the report engine switches and
@@ -164,8 +168,7 @@ def test_report_engine_upgrade_leaves_billing_alone():
                           "-e", "reporting_engine_release=v2")
     assert rc == 0, out[-3000:]
     assert {c: (main_pid(c), release(c), sh(c, "readlink -f /opt/token-billing/current/env")) for c in APPS} == before
-    assert sh(REPORTING, "basename $(readlink /opt/report-engine/current)") == "v2"
-    assert sh(REPORTING, "basename $(readlink /opt/report-engine/previous)") == "v1"
+    assert (report_release(), report_release("previous")) == ("v2", "v1")
     pandas = "/opt/report-engine/current/env/bin/python -c 'import pandas; print(pandas.__version__)'"
     assert sh(REPORTING, pandas) == "2.3.3"
     sh(REPORTING, "systemctl start report-engine.service")
@@ -247,10 +250,6 @@ def test_rollback_returns_the_fleet_and_back_again():
     assert rc == 0, out[-3000:]
     assert [release(c) for c in APPS] == ["v2", "v2"]
     assert all(sh(c, "basename $(readlink /opt/token-billing/previous)") == "v1" for c in APPS)
-
-
-def report_release(which: str = "current") -> str:
-    return sh(REPORTING, f"basename $(readlink /opt/report-engine/{which})")
 
 
 def test_report_engine_rollback_leaves_billing_alone():
