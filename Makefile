@@ -23,7 +23,7 @@ export LAB_ENGINE ?= podman
 export LAB_ANSIBLE_CONNECTION := $(if $(filter docker,$(LAB_ENGINE)),community.docker.docker,lab_podman)
 
 
-.PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit app-env-test molecule test bench-app bench-conda bench-fleet clean
+.PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -105,6 +105,9 @@ test: deps venv lint unit app-env-test molecule ## everything CI runs
 
 bench-app: deps venv ## billing service ingest/query benchmark (prints figures, ~7 min)
 	$(VENV)/bin/python app/bench/bench.py
+
+bench-rollup: deps venv ## PostgreSQL CPU of each ingest and rollup phase, replay and live (prints figures, ~30 s)
+	$(VENV)/bin/python app/bench/rollup_cost.py
 
 bench-conda: deps venv mirror ## env build cold/warm cache, rerun of the conda roles (prints figures)
 	$(VENV)/bin/python lab/bench.py conda
