@@ -38,7 +38,7 @@ from token_billing.storage.rollup import (
     _MOVED,
     PENDING,
     ROLLUPS,
-    SUMS,
+    TAKE_PENDING,
     Rollup,
     Source,
     aggregate,
@@ -52,10 +52,9 @@ from tests.pgcluster import PgCluster
 _PENDING_APPEND = aggregate(PENDING, Source("ins"), "postgresql", None)
 _EVENTS_ONLY = pgstore._PG_INGEST.replace(_PENDING_APPEND, "SELECT 1")
 assert _EVENTS_ONLY != pgstore._PG_INGEST, "the ingest statement no longer has its pending CTE"
-_TAKE_PENDING = (
-    "CREATE TEMP TABLE moved ON COMMIT DROP AS WITH m AS (DELETE FROM usage_pending "
-    f"RETURNING customer_id, hour, model, price_id, event_count, {', '.join(SUMS)}) "
-    "SELECT * FROM m"
+_TAKE_INTO_TEMP = (
+    "CREATE TEMP TABLE moved ON COMMIT DROP AS "
+    f"WITH m AS ({TAKE_PENDING.format(where='')}) SELECT * FROM m"
 )
 
 
@@ -130,7 +129,7 @@ def measure(cluster: PgCluster, shape: str, spread: int, n: int, every: int) -> 
             if i % every and i != len(batches):
                 continue
             with conn.transaction():
-                timed("flush: take the pending rows", lambda: conn.execute(_TAKE_PENDING))
+                timed("flush: take the pending rows", lambda: conn.execute(_TAKE_INTO_TEMP))
                 for r in ROLLUPS:
                     timed(
                         f"flush: upsert {r.table}",

@@ -93,17 +93,20 @@ FLUSH_BATCH = 50_000
 # background flusher commits batch by batch, so a backlog never becomes one long
 # transaction). Ordered by key (in ``upsert``): no deadlock with invoicing's UPDATE.
 _MOVED = Source("moved", "hour", "sum(event_count)")
+# the flush's first step, {where} to bound it; the rows it returns are the relation _MOVED
+TAKE_PENDING = f"""DELETE FROM usage_pending {{where}}
+    RETURNING customer_id, hour, model, price_id, event_count, {", ".join(SUMS)}"""
 _FLUSH = """
 WITH moved AS (
-    DELETE FROM usage_pending {where}
-    RETURNING customer_id, hour, model, price_id, event_count, {sums}
+    {take}
 ), {upserts}
 SELECT count(*) FROM moved
 """
 _UPSERTS = ", ".join(f"up_{r.unit} AS ({upsert(r, _MOVED, 'postgresql', '0')})" for r in ROLLUPS)
-FLUSH = _FLUSH.format(where="", sums=", ".join(SUMS), upserts=_UPSERTS)
+FLUSH = _FLUSH.format(take=TAKE_PENDING.format(where=""), upserts=_UPSERTS)
 FLUSH_SOME = _FLUSH.format(
-    where=f"WHERE ctid = ANY(ARRAY(SELECT ctid FROM usage_pending LIMIT {FLUSH_BATCH}))",
-    sums=", ".join(SUMS),
+    take=TAKE_PENDING.format(
+        where=f"WHERE ctid = ANY(ARRAY(SELECT ctid FROM usage_pending LIMIT {FLUSH_BATCH}))"
+    ),
     upserts=_UPSERTS,
 )
