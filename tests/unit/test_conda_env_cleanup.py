@@ -77,3 +77,23 @@ def test_reference_walks_up_to_an_existing_path(tmp_path):
     link.symlink_to(env)
     assert module.env_of_reference(f"{link}/bin/not-installed-yet", envs.resolve()) == "reporting-engine-v2"
     assert module.env_of_reference("/var/lib/nothing/here", envs.resolve()) is None
+
+
+def test_a_rebuilt_env_keeps_its_new_prefix_and_retires_the_old_one_once_unused(tmp_path):
+    """conda_env builds a changed spec as <name>.<hash> beside <name>; once the release's env link moved to the
+    new prefix, the old one goes (unless a process still runs from it, which the live tests cover)."""
+    envs = tmp_path / "envs"
+    old = make_env(envs, "token-billing-v2")
+    new = make_env(envs, "token-billing-v2.0123456789ab")
+    billing = tmp_path / "token-billing"
+    billing.mkdir()
+    (billing / "current").symlink_to(release(billing, "v2", new))
+    args = [sys.executable, str(SCRIPT), "--dry-run", "--envs-root", str(envs), "--keep-link", str(billing / "current")]
+    report = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+    assert report["would_remove"] == ["token-billing-v2"]
+    assert report["kept"] == {"token-billing-v2.0123456789ab": f"linked from {billing / 'current'}"}
+    # before the switch, the old prefix is the one kept and the new build waits unlinked
+    (billing / "releases/v2/env").unlink()
+    (billing / "releases/v2/env").symlink_to(old)
+    report = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+    assert report["would_remove"] == ["token-billing-v2.0123456789ab"]
