@@ -36,17 +36,26 @@ def gunicorn(settings: dict[str, str], log_path: Path) -> Iterator[subprocess.Po
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.time() + 30
-            while time.time() < deadline:
+            # a busy machine answers slowly: retry on timeouts too, until the deadline
+            deadline = time.monotonic() + 90
+            last: object = "no answer yet"
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise AssertionError(
+                        f"gunicorn exited ({proc.returncode}): {log_path.read_text()}"
+                    )
                 try:
-                    url = f"http://{settings['bind']}/readyz"
-                    if requests.get(url, timeout=1).status_code == 200:
+                    reply = requests.get(f"http://{settings['bind']}/readyz", timeout=5)
+                    if reply.status_code == 200:
                         break
-                except requests.ConnectionError:
-                    pass
+                    last = f"HTTP {reply.status_code}: {reply.text[:200]}"
+                except requests.RequestException as exc:
+                    last = exc
                 time.sleep(0.2)
             else:
-                raise AssertionError("gunicorn did not become ready: " + log_path.read_text())
+                raise AssertionError(
+                    f"gunicorn did not become ready in 90 s (last: {last}): {log_path.read_text()}"
+                )
             yield proc
         finally:
             if proc.poll() is None:

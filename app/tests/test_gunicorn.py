@@ -92,3 +92,5 @@ def test_gunicorn_two_workers_metrics(pg_cluster: PgCluster, tmp_path: Path) -> 
     out = (tmp_path / "gunicorn.log").read_text()
     assert '"msg": "request"' in out  # structured JSON access lines
     assert keys["ingest"] not in out and "Bearer" not in out  # no secrets in logs
+    # worker_exit disposed each worker's engine without raising
+    assert "Exception during worker exit" not in out, out[-2000:]

@@ -45,6 +45,8 @@ class Settings:
     timeout: int = 30
     graceful_timeout: int = 25
     keepalive: int = 5
+    # seconds a client has to send a whole request (line, headers, body) before a 408
+    request_read_timeout: float = 10.0
     log_level: str = "info"
     log_format: str = "json"
     max_batch_size: int = 1000
@@ -193,6 +195,7 @@ CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "timeout": _int(1),
     "graceful_timeout": _int(1),
     "keepalive": _int(0),
+    "request_read_timeout": _float(0.5),
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_format": _choice("json", "text"),
     "max_batch_size": _int(1, 100_000),

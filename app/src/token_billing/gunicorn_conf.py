@@ -9,6 +9,10 @@ Prometheus multiprocess mode: PROMETHEUS_MULTIPROC_DIR (setting
 starts, and ``child_exit`` marks dead workers so their live gauges are dropped. The
 directory must be dedicated to ONE gunicorn instance.
 
+Slow clients: the worker (token_billing.worker) reads each request whole in its main
+loop before a thread takes it; one not complete within ``request_read_timeout`` seconds
+is answered 408 and closed, so slow senders never hold the threads /readyz needs.
+
 SIGTERM: gunicorn stops accepting connections, lets in-flight requests finish for up to
 ``graceful_timeout`` seconds, then exits; a request is either committed and answered or
 rolled back.
@@ -25,6 +29,7 @@ from typing import Any
 
 from token_billing.config import ConfigError, load_settings
 from token_billing.logutil import logging_dict
+from token_billing.worker import buffered_worker
 
 try:
     _settings = load_settings()
@@ -43,7 +48,9 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _mp_dir
 wsgi_app = "token_billing.wsgi:app"
 bind = [_settings.bind]
 workers = _settings.workers
-worker_class = "gthread"
+# gthread, but a thread takes a request only once it is read whole (slow clients wait in
+# the main loop and are cut with a 408 after request_read_timeout seconds)
+worker_class = buffered_worker(_settings.request_read_timeout, _settings.max_body_bytes)
 threads = _settings.threads
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
@@ -91,9 +98,9 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
-    ext = getattr(app, "extensions", {}).get("token_billing") if app is not None else None
-    if ext:
-        ext["engine"].dispose()
+    services = getattr(app, "extensions", {}).get("token_billing") if app is not None else None
+    if services is not None:
+        services.engine.dispose()
 
 
 def on_exit(server: Any) -> None:
