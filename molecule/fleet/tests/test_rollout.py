@@ -1,6 +1,8 @@
-"""Rollout scenarios on the fleet, in order: a broken release rolls back by
-itself, an upgrade under load loses no request, a rerun changes nothing,
-rollback.yml returns the fleet, cleanup removes only retired envs.
+"""Rollout scenarios on the fleet, in order: failed runs leave the fleet lock
+free, a broken release rolls back by itself, an upgrade under load loses no
+request, a rerun changes nothing, a rebuilt env is switched to under the drain,
+slow senders cannot take a host out, rollback.yml returns the fleet, cleanup
+removes only retired envs.
 
 Runs after tests/infra (the state checks at v1) in `molecule verify`.
 """
@@ -78,6 +80,39 @@ def ready(container: str) -> bool:
     return '"ready"' in sh(container, "curl -s http://127.0.0.1:8000/readyz", check=False)
 
 
+def lock_state() -> str:
+    return sh("tbf-lb", "test -e /var/lib/fleet-lock/change && echo held || echo free")
+
+
+def controller_file(name: str, text: str) -> Path:
+    path = PROJECT / "build" / "fleet-test" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_failed_runs_leave_the_lock_free():
+    """A run that fails releases the lock, wherever it fails: a rollback with nothing to roll back to, site.yml
+    limited to one host failing in the conda play (an env that cannot be built) and in the app play (a bad
+    setting). The failed build leaves nothing behind on the host, not even its spec's copy."""
+    broken = controller_file("token-billing-broken.yml", "name: broken\nchannels: [conda-forge]\n"
+                             "dependencies:\n  - python=3.11.7\n  - nosuchpkg=1.0\n")
+    runs = {
+        "rollback with no previous release": ("rollback.yml", "--limit", "tbf-app2"),
+        "site.yml, conda play": ("site.yml", "--limit", "tbf-app2", "-e",
+                                 json.dumps({"conda_env_envs": [{"name": "token-billing-broken", "file": str(broken)}]})),
+        "site.yml, app play": ("site.yml", "--limit", "tbf-app2", "-e", "billing_service_database_url=nosuch://x"),
+    }
+    for what, (name, *extra) in runs.items():
+        rc, out, elapsed = playbook(name, *extra)
+        print(f"{what}: failed in {elapsed:.1f} s, lock {lock_state()}")
+        assert rc != 0, (what, out[-2000:])
+        assert "(the fleet lock is released)" in out, (what, out[-3000:])
+        assert lock_state() == "free", what
+    assert sh("tbf-app2", "ls -a /opt/miniconda3/envs /opt/miniconda3/env-specs | grep -c broken || true") == "0"
+    assert [release(c) for c in APPS] == ["v1", "v1"] and all(ready(c) for c in APPS)
+
+
 def test_broken_release_stops_on_first_host_and_rolls_it_back():
     pids = {c: main_pid(c) for c in APPS}
     rc, out, _ = playbook(
@@ -91,6 +126,7 @@ def test_broken_release_stops_on_first_host_and_rolls_it_back():
     assert release("tbf-app2") == "v1" and main_pid("tbf-app2") == pids["tbf-app2"]
     servers = haproxy_servers()
     assert servers == {"tbf-app1": "UP", "tbf-app2": "UP"}, servers
+    assert lock_state() == "free"
 
 
 @contextlib.contextmanager
@@ -208,6 +244,78 @@ def test_second_deploy_is_refused_while_one_runs():
     assert sh("tbf-lb", "test -e /var/lib/fleet-lock/change && echo held || echo free") == "free"
 
 
+REBUILT: dict[str, str] = {}
+
+
+def gunicorn_prefix(container: str) -> str:
+    """The env prefix the running gunicorn master executes from."""
+    return sh(container, f"readlink -f /proc/{main_pid(container)}/exe").rsplit("/bin/", 1)[0]
+
+
+def test_env_rebuild_on_every_app_host_switches_under_the_drain():
+    """A changed token-billing-v2 spec with -e conda_env_rebuild_on_change=true (a string, as typed) on both app
+    hosts at once, under load: each host builds it as a new prefix beside the live one, with the service package,
+    and switches its release's env link under the drain; 0 failed requests; the old prefix is still there; a rerun
+    changes nothing."""
+    original = (PROJECT / "envs/token-billing-v2.yml").read_text()
+    spec = controller_file("token-billing-v2.yml", original + "# rebuilt by the fleet test\n")
+    controller_file("token-billing-v2.lock.txt", (PROJECT / "envs/token-billing-v2.lock.txt").read_text())
+    envs = json.dumps({"conda_env_envs": [{"name": "token-billing-v2", "file": str(spec)}]})
+    before = {c: gunicorn_prefix(c) for c in APPS}
+    assert set(before.values()) == {"/opt/miniconda3/envs/token-billing-v2"}, before
+    with under_load() as result:
+        rc, out, elapsed = playbook("deploy.yml", "-e", "billing_service_release=v2",
+                                    "-e", "conda_env_rebuild_on_change=true", "-e", envs)
+    print(f"env rebuild on both app hosts, switched host by host: {elapsed:.1f} s under load: {result}")
+    assert rc == 0, out[-3000:]
+    assert_every_event_counted_once(result)
+    new = {c: gunicorn_prefix(c) for c in APPS}
+    assert len(set(new.values())) == 1 and re.fullmatch(r"/opt/miniconda3/envs/token-billing-v2\.[0-9a-f]{12}",
+                                                        new[APPS[0]]), new
+    REBUILT["prefix"] = new[APPS[0]]
+    # each host rolled in its own batch, drained, for the env alone
+    rolled = re.findall(r"TASK \[Roll the host when its process differs from the disk \| env token-billing-v2\.", out)
+    assert len(rolled) == 2, out[-3000:]
+    for c in APPS:
+        assert sh(c, "readlink /opt/token-billing/releases/v2/env") == new[c]
+        assert sh(c, f"{new[c]}/bin/python -m pip show token-billing | grep ^Version")
+        assert sh(c, "test -f /opt/miniconda3/envs/token-billing-v2/conda-meta/ansible-env.record && echo kept") == "kept"
+        assert ready(c)
+    rc, out, elapsed = playbook("deploy.yml", "-e", "billing_service_release=v2", "-e", "conda_env_rebuild_on_change=true",
+                                "-e", envs)
+    print(f"the same rebuild again: {elapsed:.1f} s, {changed_total(out)} changed")
+    assert rc == 0 and changed_total(out) == 0, out[-3000:]
+    assert {c: gunicorn_prefix(c) for c in APPS} == new
+
+
+def test_slow_senders_do_not_take_a_host_out():
+    """12 clients trickling a request a byte a second straight to tbf-app1's port while the load generator runs
+    through HAProxy: tbf-app1 stays UP on every poll of HAProxy's checks, no request fails, and each slow client is
+    answered 408 after the service's request_read_timeout (10 s)."""
+    script = (PROJECT / "molecule/fleet/slowsend.py").read_text()
+    states: list[dict[str, str]] = []
+    with under_load() as result:
+        slow = subprocess.Popen([ENGINE, "exec", "-i", "tbf-lb", "python3", "-", "--target", "tbf-app1:8000",
+                                 "--clients", "12", "--deadline", "40"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        slow.stdin.write(script)
+        slow.stdin.close()
+        deadline = time.monotonic() + 60
+        while slow.poll() is None and time.monotonic() < deadline:
+            states.append(haproxy_servers())
+            time.sleep(0.5)
+        out, err = slow.communicate(timeout=60)
+    senders = json.loads(out)
+    seconds = sorted(s["seconds"] for s in senders)
+    print(f"12 slow senders on tbf-app1: answered {senders[0]['status']!r} after {seconds[0]}-{seconds[-1]} s; "
+          f"{len(states)} HAProxy polls, tbf-app1 DOWN in {sum(s.get('tbf-app1') != 'UP' for s in states)}; "
+          f"load through HAProxy meanwhile: {result}")
+    assert all(s["status"].startswith("HTTP/1.1 408") for s in senders), senders
+    assert all(9 <= s["seconds"] <= 20 for s in senders), senders
+    assert states and all(s.get("tbf-app1") == "UP" for s in states), states
+    assert_every_event_counted_once(result)
+
+
 def test_site_with_a_config_change_never_takes_every_backend_down():
     pids = {c: main_pid(c) for c in APPS}
     with under_load() as result:
@@ -285,14 +393,17 @@ def cleanup_reports(*extra: str) -> dict[str, dict]:
 
 
 def test_cleanup_removes_only_the_retired_env():
+    """token-billing-v0 (no release uses it) and the rebuilt v2 prefix (site.yml went back to the committed spec,
+    whose build is the first prefix) go; every current and previous release's env stays."""
+    retired = sorted(["token-billing-v0", REBUILT["prefix"].rsplit("/", 1)[-1]])
     for host, report in cleanup_reports("--check").items():
-        assert report["would_remove"] == ["token-billing-v0"], (host, report)
+        assert sorted(report["would_remove"]) == retired, (host, report)
         assert report["removed"] == []
     assert all("token-billing-v0" in sh(c, "ls /opt/miniconda3/envs") for c in APPS)
     both = ["reporting-engine-v1", "reporting-engine-v2", "token-billing-v1", "token-billing-v2"]
     expected = {c: both if c == REPORTING else both[2:] for c in APPS}
     for host, report in cleanup_reports().items():
-        assert report["removed"] == ["token-billing-v0"], (host, report)
+        assert sorted(report["removed"]) == retired, (host, report)
         assert sorted(report["kept"]) == expected[host], (host, report)
     for c in APPS:
         assert sh(c, "ls /opt/miniconda3/envs").split() == expected[c]
