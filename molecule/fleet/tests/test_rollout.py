@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 ENGINE = os.environ.get("LAB_ENGINE", "podman")
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -410,8 +411,15 @@ def test_cleanup_removes_only_the_retired_env():
         assert ready(c)
 
 
+def auth_failures() -> int:
+    return int(sh("tbf-db", "grep -c 'password authentication failed' /var/log/postgresql/postgresql-15-main.log || true"))
+
+
 def test_production_inventory_converges_the_lab():
-    """inventories/production's variables, with only addresses, secrets and the mirror's installer overridden."""
+    """inventories/production's variables, with only addresses, secrets and the mirror's installer overridden.
+    The fleet runs as billing_green since the rotation; the vault example makes blue active and gives green another
+    password: green keeps its password until no app host uses it, so no login fails at any moment (HAProxy's
+    retries would hide a failed request from the load generator; PostgreSQL's log does not)."""
     inv = PROJECT / "build" / "production-on-lab"
     inv.mkdir(parents=True, exist_ok=True)
     for name in ("group_vars", "files"):
@@ -434,13 +442,25 @@ def test_production_inventory_converges_the_lab():
         "loadbalancer_chroot": False,
     }
     secrets = PROJECT / "inventories/production/group_vars/all/vault.yml.example"
+    assert all("://billing_green@" in sh(c, "cat /opt/token-billing/current/config.toml") for c in APPS)
+    failures_before = auth_failures()
     start = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", str(inv / "hosts.yml"), str(PROJECT / "playbooks/site.yml"),
-                           "-e", f"@{secrets}", "-e", json.dumps(overrides)],
-                          capture_output=True, text=True, cwd=PROJECT)
+    with under_load() as result:
+        proc = subprocess.run(["ansible-playbook", "-i", str(inv / "hosts.yml"), str(PROJECT / "playbooks/site.yml"),
+                               "-e", f"@{secrets}", "-e", json.dumps(overrides)],
+                              capture_output=True, text=True, cwd=PROJECT)
     print(f"site.yml with the production inventory on the lab over SSH: rc={proc.returncode} "
-          f"in {time.monotonic() - start:.1f} s, {changed_total(proc.stdout)} changed")
+          f"in {time.monotonic() - start:.1f} s, {changed_total(proc.stdout)} changed, under load: {result}, "
+          f"{auth_failures() - failures_before} failed logins")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert_every_event_counted_once(result)
+    assert auth_failures() == failures_before
+    # green's new password was set by app.yml's last play, after every host had switched to blue
+    left = proc.stdout.split("PLAY [Passwords of the database logins the app hosts just left]")[-1].split("PLAY [")[0]
+    assert "changed: [tbf-db]" in left, proc.stdout[-4000:]
     for c in APPS:
         assert "://billing_blue@tbf-db:5432/billing" in sh(c, "cat /opt/token-billing/current/config.toml")
         assert ready(c)
+    green = yaml.safe_load(secrets.read_text())["vault_billing_db_logins"]["green"]
+    who = sh("tbf-db", f"PGPASSWORD={green} psql -h 127.0.0.1 -U billing_green -d billing -tAc 'select current_user'")
+    assert who == "billing"  # green took its new password once the apps had left it
