@@ -97,3 +97,29 @@ def test_a_rebuilt_env_keeps_its_new_prefix_and_retires_the_old_one_once_unused(
     (billing / "releases/v2/env").symlink_to(old)
     report = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
     assert report["would_remove"] == ["token-billing-v2.0123456789ab"]
+
+
+def test_a_removed_env_takes_its_spec_copies_and_pointer_along(tmp_path):
+    """Only the bookkeeping around `conda env remove`: a stand-in conda removes the prefix (the fleet scenario
+    runs the real one)."""
+    envs = tmp_path / "envs"
+    old, new = make_env(envs, "token-billing-v2"), make_env(envs, "token-billing-v2.0123456789ab")
+    specs = tmp_path / "env-specs"
+    specs.mkdir()
+    for name in ("token-billing-v2", "token-billing-v2.0123456789ab"):
+        (specs / f"{name}.yml").write_text("spec")
+        (specs / f"{name}.lock.txt").write_text("lock")
+    (specs / "token-billing-v2.prefix").symlink_to(old)
+    conda = tmp_path / "conda"
+    conda.write_text("#!/bin/sh\n[ \"$1\" = env ] && rm -rf \"$4\"; echo '{}'\n")
+    conda.chmod(0o755)
+    billing = tmp_path / "token-billing"
+    billing.mkdir()
+    (billing / "current").symlink_to(release(billing, "v2", new))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--conda", str(conda), "--envs-root", str(envs),
+                           "--lock", str(tmp_path / "lock"), "--keep-link", str(billing / "current")],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout)["removed"] == ["token-billing-v2"]
+    assert sorted(p.name for p in specs.iterdir()) == ["token-billing-v2.0123456789ab.lock.txt",
+                                                       "token-billing-v2.0123456789ab.yml"]
+    assert not old.exists() and new.exists()
