@@ -249,8 +249,9 @@ REBUILT: dict[str, str] = {}
 
 
 def gunicorn_prefix(container: str) -> str:
-    """The env prefix the running gunicorn master executes from."""
-    return sh(container, f"readlink -f /proc/{main_pid(container)}/exe").rsplit("/bin/", 1)[0]
+    """The env prefix the running gunicorn master executes from: its interpreter, the first word of its command
+    line (the shebang conda wrote; /proc/PID/exe is not readable across users in an unprivileged container)."""
+    return sh(container, f"tr '\\0' ' ' < /proc/{main_pid(container)}/cmdline").split()[0].rsplit("/bin/", 1)[0]
 
 
 def test_env_rebuild_on_every_app_host_switches_under_the_drain():
@@ -305,7 +306,8 @@ def test_slow_senders_do_not_take_a_host_out():
         while slow.poll() is None and time.monotonic() < deadline:
             states.append(haproxy_servers())
             time.sleep(0.5)
-        out, err = slow.communicate(timeout=60)
+        out = slow.stdout.read()
+        assert slow.wait(timeout=60) == 0, slow.stderr.read()
     senders = json.loads(out)
     seconds = sorted(s["seconds"] for s in senders)
     print(f"12 slow senders on tbf-app1: answered {senders[0]['status']!r} after {seconds[0]}-{seconds[-1]} s; "
