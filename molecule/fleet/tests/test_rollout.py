@@ -95,7 +95,8 @@ def controller_file(name: str, text: str) -> Path:
 def test_failed_runs_leave_the_lock_free():
     """A run that fails releases the lock, wherever it fails: a rollback with nothing to roll back to, site.yml
     limited to one host failing in the conda play (an env that cannot be built) and in the app play (a bad
-    setting). The failed build leaves nothing behind on the host, not even its spec's copy."""
+    setting). The failed build leaves nothing behind on the host, not even its spec's copy. A bad value on the
+    command line stops the run before anything (the lock included) is touched."""
     broken = controller_file("token-billing-broken.yml", "name: broken\nchannels: [conda-forge]\n"
                              "dependencies:\n  - python=3.11.7\n  - nosuchpkg=1.0\n")
     runs = {
@@ -111,6 +112,10 @@ def test_failed_runs_leave_the_lock_free():
         assert "(the fleet lock is released)" in out, (what, out[-3000:])
         assert lock_state() == "free", what
     assert sh("tbf-app2", "ls -a /opt/miniconda3/envs /opt/miniconda3/env-specs | grep -c broken || true") == "0"
+    # a value no role accepts is refused before the lock and before any host is touched
+    rc, out, _ = playbook("site.yml", "-e", "conda_env_rebuild_on_change=maybe")
+    assert rc != 0 and "'conda_env_rebuild_on_change' is of type str and we were unable to convert to bool" in out, out
+    assert "PLAY [Take the fleet lock]" not in out and lock_state() == "free"
     assert [release(c) for c in APPS] == ["v1", "v1"] and all(ready(c) for c in APPS)
 
 
