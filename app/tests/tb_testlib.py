@@ -221,6 +221,17 @@ def provision(engine: Engine, settings: Settings) -> dict[str, str]:
     return keys
 
 
+def migrated_with_keys(db_url: str) -> dict[str, str]:
+    """Migrate the database at db_url, provision it (customers, prices, keys); the keys."""
+    settings = make_settings(db_url)
+    engine = make_engine(settings)
+    try:
+        upgrade(engine)
+        return provision(engine, settings)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def env(settings: Settings, engine: Engine) -> Env:
     keys = provision(engine, settings)

@@ -11,12 +11,9 @@ from pathlib import Path
 
 import requests
 
-from token_billing.db import make_engine
-from token_billing.migrate import upgrade
-
 from .gunicorn_proc import gunicorn
 from .pgcluster import PgCluster, free_port
-from .tb_testlib import add_months, make_settings, month_start, provision, ts
+from .tb_testlib import add_months, migrated_with_keys, month_start, ts
 
 
 def _metric(text: str, name: str, labels: str) -> float:
@@ -30,11 +27,7 @@ def test_gunicorn_two_workers_metrics(pg_cluster: PgCluster, tmp_path: Path) -> 
     with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
         conn.execute('CREATE DATABASE "tb_gunicorn" TEMPLATE "tb_template"')
     url = pg_cluster.url("tb_gunicorn")
-    settings = make_settings(url)
-    engine = make_engine(settings)
-    upgrade(engine)
-    keys = provision(engine, settings)
-    engine.dispose()
+    keys = migrated_with_keys(url)
 
     port = free_port()
     mp_dir = tmp_path / "prom"

@@ -5,8 +5,8 @@ request_read_timeout is answered 408 and closed."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,12 +14,12 @@ import requests
 from sqlalchemy import text
 
 from token_billing.db import make_engine
-from token_billing.migrate import upgrade
 from token_billing.worker import BufferedSocket, request_complete
 
 from .gunicorn_proc import gunicorn
 from .pgcluster import free_port
-from .tb_testlib import add_months, make_settings, month_start, provision, ts
+from .slowsend import trickle_many
+from .tb_testlib import add_months, make_settings, migrated_with_keys, month_start, ts
 
 HEAD = b"POST /v1/usage/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
@@ -52,37 +52,9 @@ def test_buffered_socket_replays_then_reads_on() -> None:
         assert sock.fileno() == left.fileno()
 
 
-def _slow_sender(port: int, stop: threading.Event, result: dict[str, object]) -> None:
-    """Sends a request one byte every 0.5 s, never finishing it; records what comes back."""
-    start = time.monotonic()
-    body = HEAD + b"Content-Length: 100000\r\n\r\n" + b"x" * 100000
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.settimeout(0.5)
-            for byte in body:
-                if stop.is_set():
-                    break
-                try:
-                    sock.sendall(bytes([byte]))
-                    reply = sock.recv(4096)
-                except TimeoutError:
-                    continue
-                except OSError as exc:
-                    result["error"] = repr(exc)
-                    break
-                result["reply"] = reply
-                break
-    finally:
-        result["seconds"] = time.monotonic() - start
-
-
 def test_slow_senders_do_not_take_the_threads(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/slow.db"
-    settings = make_settings(url)
-    engine = make_engine(settings)
-    upgrade(engine)
-    keys = provision(engine, settings)
-    engine.dispose()
+    keys = migrated_with_keys(url)
     port = free_port()
     read_timeout = 3.0
     settings_env = {
@@ -94,17 +66,10 @@ def test_slow_senders_do_not_take_the_threads(tmp_path: Path) -> None:
         "prometheus_multiproc_dir": str(tmp_path / "prom"),
     }
     senders = 12
-    with gunicorn(settings_env, tmp_path / "gunicorn.log"):
-        stop = threading.Event()
-        results: list[dict[str, object]] = [{} for _ in range(senders)]
-        threads = [
-            threading.Thread(target=_slow_sender, args=(port, stop, r), daemon=True)
-            for r in results
-        ]
-        for t in threads:
-            t.start()
-        time.sleep(0.5)  # let every sender connect and start trickling
-        latencies, failures = [], []
+    with gunicorn(settings_env, tmp_path / "gunicorn.log"), ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(trickle_many, "127.0.0.1", port, senders, 0.5, read_timeout + 20)
+        latencies: list[float] = []
+        failures: list[object] = []
         event = {
             "customer_id": "acme",
             "model": "gpt-test",
@@ -113,7 +78,9 @@ def test_slow_senders_do_not_take_the_threads(tmp_path: Path) -> None:
             "occurred_at": ts(add_months(month_start(datetime.now(UTC)), -1)),
         }
         headers = {"Authorization": f"Bearer {keys['ingest']}"}
-        for i in range(40):  # bounded: 40 health checks and 40 ingests while they trickle
+        i = 0
+        while not slow.done() and i < 200:  # health checks and ingests for as long as they trickle
+            i += 1
             begin = time.monotonic()
             try:
                 ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
@@ -128,27 +95,24 @@ def test_slow_senders_do_not_take_the_threads(tmp_path: Path) -> None:
             except requests.RequestException as exc:
                 failures.append(repr(exc))
             latencies.append(time.monotonic() - begin)
-            time.sleep(0.05)
-        for t in threads:
-            t.join(timeout=read_timeout + 20)
-        stop.set()
+        results = slow.result()
     latencies.sort()
     print(
-        f"{senders} slow senders, 1 worker x 2 threads: 40 /readyz + ingest pairs, "
-        f"p50 {latencies[20] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms; "
+        f"{senders} slow senders, 1 worker x 2 threads: {i} /readyz + ingest pairs meanwhile, "
+        f"p50 {latencies[i // 2] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms; "
         f"senders cut after {min(float(r['seconds']) for r in results):.1f}-"  # type: ignore[arg-type]
         f"{max(float(r['seconds']) for r in results):.1f} s"  # type: ignore[arg-type]
     )
-    assert failures == []
+    assert failures == [] and i >= 10
     for r in results:
-        assert str(r.get("reply", b"")).startswith("b'HTTP/1.1 408"), r
+        assert str(r["status"]).startswith("HTTP/1.1 408"), r
         assert read_timeout - 0.5 <= float(r["seconds"]) <= read_timeout + 5, r  # type: ignore[arg-type]
     log = (tmp_path / "gunicorn.log").read_text()
     assert log.count("request not received in time") == senders
-    engine = make_engine(settings)
+    engine = make_engine(make_settings(url))
     with engine.connect() as conn:
         stored = conn.execute(
             text("SELECT count(*) FROM usage_events WHERE event_id LIKE 'slow-%'")
         ).scalar_one()
     engine.dispose()
-    assert stored == 40
+    assert stored == i

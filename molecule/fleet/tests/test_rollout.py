@@ -299,7 +299,7 @@ def test_slow_senders_do_not_take_a_host_out():
     """12 clients trickling a request a byte a second straight to tbf-app1's port while the load generator runs
     through HAProxy: tbf-app1 stays UP on every poll of HAProxy's checks, no request fails, and each slow client is
     answered 408 after the service's request_read_timeout (10 s)."""
-    script = (PROJECT / "molecule/fleet/slowsend.py").read_text()
+    script = (PROJECT / "app/tests/slowsend.py").read_text()
     states: list[dict[str, str]] = []
     with under_load() as result:
         slow = subprocess.Popen([ENGINE, "exec", "-i", "tbf-lb", "python3", "-", "--target", "tbf-app1:8000",
