@@ -259,6 +259,33 @@ def gunicorn_prefix(container: str) -> str:
     return sh(container, f"tr '\\0' ' ' < /proc/{main_pid(container)}/cmdline").split()[0].rsplit("/bin/", 1)[0]
 
 
+def test_env_rebuild_that_never_gets_ready_puts_the_old_prefix_back():
+    """A changed spec that builds but cannot run the service (prometheus-client dropped): the first host switches
+    its env link under the drain, never gets ready, and is put back on the prefix it ran from, serving; the
+    second host is not touched; the lock is free."""
+    drop = "prometheus-client"
+    spec = controller_file("broken-v2/token-billing-v2.yml", "".join(
+        ln for ln in (PROJECT / "envs/token-billing-v2.yml").read_text().splitlines(keepends=True) if drop not in ln))
+    controller_file("broken-v2/token-billing-v2.lock.txt", "".join(
+        ln for ln in (PROJECT / "envs/token-billing-v2.lock.txt").read_text().splitlines(keepends=True)
+        if f"/{drop}-" not in ln))
+    before = {c: (main_pid(c), gunicorn_prefix(c)) for c in APPS}
+    rc, out, elapsed = playbook("deploy.yml", "-e", "billing_service_release=v2", "-e", "conda_env_rebuild_on_change=true",
+                                "-e", json.dumps({"conda_env_envs": [{"name": "token-billing-v2", "file": str(spec)}]}),
+                                "-e", "billing_service_ready_retries=5")
+    print(f"env rebuild that never gets ready: stopped after {elapsed:.1f} s")
+    assert rc != 0, out[-3000:]
+    assert "deploy of v2 stopped: tbf-app1 failed at 'Wait until the service is ready'" in out, out[-3000:]
+    assert lock_state() == "free"
+    broken = sh("tbf-app1", "readlink /opt/miniconda3/env-specs/token-billing-v2.prefix")
+    REBUILT["broken"] = broken
+    assert broken != before["tbf-app1"][1]
+    assert sh("tbf-app1", "readlink /opt/token-billing/releases/v2/env") == before["tbf-app1"][1]
+    assert gunicorn_prefix("tbf-app1") == before["tbf-app1"][1] and ready("tbf-app1")
+    assert (main_pid("tbf-app2"), gunicorn_prefix("tbf-app2")) == before["tbf-app2"]
+    assert haproxy_servers() == {"tbf-app1": "UP", "tbf-app2": "UP"}
+
+
 def test_env_rebuild_on_every_app_host_switches_under_the_drain():
     """A changed token-billing-v2 spec with -e conda_env_rebuild_on_change=true (a string, as typed) on both app
     hosts at once, under load: each host builds it as a new prefix beside the live one, with the service package,
@@ -401,9 +428,10 @@ def cleanup_reports(*extra: str) -> dict[str, dict]:
 
 
 def test_cleanup_removes_only_the_retired_env():
-    """token-billing-v0 (no release uses it) and the rebuilt v2 prefix (site.yml went back to the committed spec,
-    whose build is the first prefix) go; every current and previous release's env stays."""
-    retired = sorted(["token-billing-v0", REBUILT["prefix"].rsplit("/", 1)[-1]])
+    """token-billing-v0 (no release uses it) and the two rebuilt v2 prefixes (the one that never got ready, and the
+    good one site.yml went back from to the committed spec's first prefix) go; every current and previous
+    release's env stays."""
+    retired = sorted(["token-billing-v0"] + [REBUILT[k].rsplit("/", 1)[-1] for k in ("broken", "prefix")])
     for host, report in cleanup_reports("--check").items():
         assert sorted(report["would_remove"]) == retired, (host, report)
         assert report["removed"] == []
