@@ -307,9 +307,14 @@ def test_env_rebuild_on_every_app_host_switches_under_the_drain():
     assert len(set(new.values())) == 1 and re.fullmatch(r"/opt/miniconda3/envs/token-billing-v2\.[0-9a-f]{12}",
                                                         new[APPS[0]]), new
     REBUILT["prefix"] = new[APPS[0]]
-    # each host rolled in its own batch, drained, for the env alone
-    rolled = re.findall(r"TASK \[Roll the host when its process differs from the disk \| env token-billing-v2\.", out)
-    assert len(rolled) == 2, out[-3000:]
+    # host by host: drained on the balancer, its release's env link switched, enabled again, then the next host
+    pos = 0
+    for c in APPS:
+        steps = (f"every load balancer | {c} drain]", f"Point the release at its env | v2 -> {new[c].rsplit('/', 1)[-1]}]",
+                 f"every load balancer | {c} enabled]")
+        for step in steps:
+            pos = out.find(step, pos)
+            assert pos >= 0, (c, step, out[-3000:])
     for c in APPS:
         assert sh(c, "readlink /opt/token-billing/releases/v2/env") == new[c]
         assert sh(c, f"{new[c]}/bin/python -m pip show token-billing | grep ^Version")
