@@ -10,9 +10,10 @@ headers and body without blocking into a buffer, and hands the connection to the
 pool only once the request is complete (Content-Length bytes, or the last chunk). A
 request not complete within ``read_timeout`` seconds of its first wait is answered
 ``408 Request Timeout`` and closed by the main loop; no thread ever waited on it. The
-buffer is bounded by ``max_request_bytes``: a larger request goes to a thread at once,
-which answers 413 as before. A request with ``Expect: 100-continue`` goes to a thread
-after its headers (the client waits for the 100 before it sends the body).
+buffer is bounded by ``max_request_bytes``: a request that outgrows it goes to a thread
+once the bound is passed, which answers 413 as before. A request with
+``Expect: 100-continue`` goes to a thread after its headers (the client waits for the
+100 before it sends the body).
 
 Works with the gthread worker of gunicorn 23 and 25 (both pass every connection through
 ``enqueue_req`` on the main thread and call ``murder_keepalived`` once per loop).
@@ -44,12 +45,16 @@ class BufferedSocket:
     def __init__(self, raw: socket.socket) -> None:
         self.raw = raw
         self.pending = bytearray()
+        self.replayed = 0  # how much of pending the parser has read (no copy of the rest per read)
         self.handed_off = False
 
     def recv(self, size: int, *flags: int) -> bytes:
-        if self.pending:
-            data = bytes(self.pending[:size])
-            del self.pending[:size]
+        if self.replayed < len(self.pending):
+            data = bytes(self.pending[self.replayed : self.replayed + size])
+            self.replayed += len(data)
+            if self.replayed == len(self.pending):
+                self.pending.clear()
+                self.replayed = 0
             return data
         return self.raw.recv(size, *flags)
 
@@ -116,6 +121,8 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]
             return
         if not isinstance(sock, BufferedSocket):
             sock = conn.sock = BufferedSocket(sock)
+        del sock.pending[: sock.replayed]  # what the parser read of the last request
+        sock.replayed = 0
         sock.raw.setblocking(False)
         self._reading[conn] = time.monotonic() + self.read_timeout
         with self._poller_lock():
