@@ -1,8 +1,10 @@
 """Bounded load generator, run inside the load-balancer container against its own loopback.
 
 Sends usage events with unique ids through HAProxy (127.0.0.1:80) from a few
-threads until a stop file appears, the deadline passes or the request budget is
-spent. Any transport error, cut body, non-2xx answer or a body that does not
+threads, at a steady request rate, until a stop file appears, the deadline
+passes or the request budget is spent. The count of answered requests is kept
+in a progress file, so that a test can size its load phases in requests. Any
+transport error, cut body, non-2xx answer or a body that does not
 account for every event is a failed request; the batch is then resent with the
 same event ids (idempotent ingest) until it is acknowledged or its retries run
 out. Prints one JSON object: events sent, acknowledged and never acknowledged,
@@ -27,21 +29,42 @@ parser.add_argument("--threads", type=int, default=4)
 parser.add_argument("--batch", type=int, default=5)
 parser.add_argument("--max-requests", type=int, default=20000)
 parser.add_argument("--deadline", type=float, default=300.0)
+parser.add_argument("--rate", type=float, default=25.0, help="requests per second in all, 0: as fast as answered")
 parser.add_argument("--stop-file", default="/tmp/loadgen.stop")
+parser.add_argument("--progress-file", default="/tmp/loadgen.progress")
 parser.add_argument("--retries", type=int, default=20, help="resends of a failed batch (same event ids)")
 args = parser.parse_args()
 
 lock = threading.Lock()
-state = {"requests": 0, "events_sent": 0, "events_acked": 0, "events_unacked": 0, "failed": 0, "errors": []}
+state = {"requests": 0, "answered": 0, "events_sent": 0, "events_acked": 0, "events_unacked": 0, "failed": 0,
+         "errors": []}
 start = time.monotonic()
+pacing = {"next": start}
 
 
 def budget() -> int | None:
+    """The next request's number, once its turn at --rate has come; None when the budget is spent."""
     with lock:
         if state["requests"] >= args.max_requests:
             return None
         state["requests"] += 1
-        return state["requests"]
+        n = state["requests"]
+        # the next free slot, never in the past: after a stall the rate resumes instead of bursting
+        turn = max(pacing["next"], time.monotonic())
+        pacing["next"] = turn + (1 / args.rate if args.rate > 0 else 0)
+    time.sleep(max(0.0, turn - time.monotonic()))
+    return n
+
+
+def answered() -> None:
+    """One more request answered (acknowledged or given up): the progress file holds the count."""
+    with lock:
+        state["answered"] += 1
+        count = state["answered"]
+    tmp = f"{args.progress_file}.{threading.get_ident()}"
+    with open(tmp, "w") as f:
+        f.write(str(count))
+    os.replace(tmp, args.progress_file)
 
 
 def worker(n: int) -> None:
@@ -63,7 +86,7 @@ def worker(n: int) -> None:
         else:
             with lock:
                 state["events_unacked"] += len(events)
-        time.sleep(0.01)
+        answered()
 
 
 def send(events: list[dict]) -> bool:
