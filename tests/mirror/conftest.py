@@ -51,15 +51,16 @@ def server(mirror_dir):
                              "--directory", str(mirror_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    deadline = time.monotonic() + 60
+    while True:
         try:
-            urllib.request.urlopen(url + "/conda/conda-forge/noarch/repodata.json", timeout=1).read()
+            urllib.request.urlopen(url + "/conda/conda-forge/noarch/repodata.json", timeout=5).read()
             break
-        except OSError:
+        except OSError as exc:  # refused, reset or timed out: the server is still starting
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"mirror http server did not answer in 60 s: {exc}") from exc
             time.sleep(0.05)
-    else:
-        proc.kill()
-        raise RuntimeError("mirror http server did not start")
     yield url
     proc.terminate()
     proc.wait(5)
