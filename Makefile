@@ -8,7 +8,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname docker.io uidmap slirp4netns debootstrap postgresql patchelf make git curl python3-venv
-MOLECULE_SCENARIOS ?= default conda fleet docker upstream
+MOLECULE_SCENARIOS ?= docker conda fleet upstream
 # Real conda's source tarballs (offline mirror build); MIRROR_SOURCE=upstream fills
 # the mirror from the upstream hosts instead (a connected staging machine).
 CONDA_SRC ?= $(firstword $(wildcard ../shared/conda-src /work/shared/conda-src) ../shared/conda-src)
@@ -23,7 +23,7 @@ export LAB_ENGINE ?= podman
 export LAB_ANSIBLE_CONNECTION := $(if $(filter docker,$(LAB_ENGINE)),community.docker.docker,lab_podman)
 
 
-.PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
+.PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit app-test app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -84,8 +84,11 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	ruff check app reporting lab tests roles plugins molecule
 	ruff format --check app reporting
 
-unit: deps venv ## unit tests: project plugins, mirror + real conda, billing service (SQLite and PostgreSQL), reporting engine
-	pytest -q tests/unit tests/mirror app/tests reporting/report_tests
+unit: deps venv ## unit tests: project plugins, mirror + real conda, reporting engine (the billing service's: app-env-test)
+	pytest -q tests/unit tests/mirror reporting/report_tests
+
+app-test: deps venv ## the billing service's tests in the project venv (SQLite and PostgreSQL); make test runs them in the shipped env
+	pytest -q app/tests
 
 app-env-test: deps venv mirror ## billing service tests inside the newest envs/token-billing-vN.yml env (real conda, from the mirror)
 	$(VENV)/bin/python lab/app_env_test.py
@@ -96,12 +99,19 @@ molecule: deps venv image mirror ## every Molecule scenario, one after the other
 	  if [ -x molecule/$$s/precheck ] && ! reason=$$(molecule/$$s/precheck); then \
 	    echo "== molecule $$s: skipped: $$reason"; skipped=$$((skipped + 1)); continue; fi; \
 	  echo "== molecule test -s $$s"; start=$$(date +%s); \
-	  if lab/run-scenario.sh $$s; then passed=$$((passed + 1)); echo "== molecule $$s: passed in $$(( $$(date +%s) - start )) s"; \
+	  if lab/phase.sh run "molecule $$s" lab/run-scenario.sh $$s; then passed=$$((passed + 1)); echo "== molecule $$s: passed in $$(( $$(date +%s) - start )) s"; \
 	  else failed=$$((failed + 1)); echo "== molecule $$s: FAILED"; fi; \
 	done; \
 	echo "molecule: $$passed passed, $$failed failed, $$skipped skipped"; [ $$failed -eq 0 ]
 
-test: deps venv lint unit app-env-test molecule ## everything CI runs
+test: ## everything CI runs; ends with each phase's wall time (budget: 30 min on 2 cores)
+	@mkdir -p build; export PHASE_LOG=$(CURDIR)/build/test-phases.tsv; : >"$$PHASE_LOG"; rc=0; \
+	for phase in setup lint unit app-env-test molecule; do \
+	  target=$$phase; [ $$phase = setup ] && target="deps venv image mirror"; \
+	  if [ $$phase = molecule ]; then $(MAKE) --no-print-directory molecule || { rc=1; break; }; \
+	  else lab/phase.sh run $$phase $(MAKE) --no-print-directory $$target || { rc=1; break; }; fi; \
+	done; \
+	echo "make test: wall time per phase"; lab/phase.sh table; exit $$rc
 
 bench-app: deps venv ## billing service ingest/query benchmark (prints figures, ~7 min)
 	$(VENV)/bin/python app/bench/bench.py
