@@ -139,6 +139,8 @@ def up(hosts: list[str]) -> int:
         wait_for_systemd(eng, host)
     check_name_resolution(eng, hosts)
     if changed:
+        # new hosts: the next converge is a first one again
+        (ROOT / "build/converge-times.json").unlink(missing_ok=True)
         print(f"lab: changed: {', '.join(changed)}; {len(hosts)} hosts running systemd ({img})")
     else:
         print(f"lab: ok, nothing changed; {len(hosts)} hosts running systemd ({img})")
@@ -184,8 +186,16 @@ def status(hosts: list[str]) -> int:
     return 0
 
 
+def connection_label() -> str:
+    if os.environ.get("LAB_CONNECTION", "ssh") == "ssh":
+        return "SSH"
+    return f"{os.environ.get('LAB_ENGINE', 'podman')} exec"
+
+
 def converge(playbook: str, extra: list[str]) -> int:
-    """Run a playbook against the lab and report changed tasks and time."""
+    """Run a playbook against the lab and report changed tasks and time. The first run on hosts `up` created is
+    the playbook's converge; a run that changes nothing is a rerun, reported as a share of that converge, per
+    connection (SSH, or podman/docker exec with LAB_CONNECTION=podman)."""
     engine()
     times = ROOT / "build/converge-times.json"
     history = json.loads(times.read_text()) if times.exists() else {}
@@ -203,15 +213,29 @@ def converge(playbook: str, extra: list[str]) -> int:
         if in_recap and "changed=" in line:
             changed += int(line.split("changed=")[1].split()[0])
     rc = proc.wait()
-    elapsed = time.monotonic() - start
-    previous = history.get(playbook)
-    if rc == 0:
-        history[playbook] = round(elapsed, 1)
-        times.parent.mkdir(parents=True, exist_ok=True)
-        times.write_text(json.dumps(history))
-    verdict = "failed" if rc else ("0 changed (nothing to do)" if changed == 0 else f"{changed} changed")
-    before = f"; previous run {previous:.1f} s" if previous is not None else ""
-    print(f"lab: {playbook}: {verdict} in {elapsed:.1f} s{before}")
+    elapsed = round(time.monotonic() - start, 1)
+    label = connection_label()
+    runs = history.get(playbook)
+    runs = runs if isinstance(runs, dict) else {}
+    if rc:
+        print(f"lab: {playbook}: failed after {elapsed:.1f} s over {label}")
+        return rc
+    if changed and "converge" not in runs:
+        runs = {"converge": {"seconds": elapsed, "changed": changed, "over": label}}
+        print(f"lab: {playbook}: first converge of these hosts, {changed} changed in {elapsed:.1f} s over {label}")
+    elif changed:
+        print(f"lab: {playbook}: {changed} changed in {elapsed:.1f} s over {label}")
+    else:
+        runs[f"rerun over {label}"] = elapsed
+        print(f"lab: {playbook}: 0 changed (nothing to do) in {elapsed:.1f} s over {label}")
+    first = runs.get("converge")
+    for key, seconds in sorted(runs.items()):
+        if key.startswith("rerun") and first:
+            print(f"lab: {playbook}: {key}: {seconds:.1f} s = {seconds / first['seconds']:.2f} of the converge "
+                  f"({first['seconds']:.1f} s, {first['changed']} changed, over {first['over']})")
+    history[playbook] = runs
+    times.parent.mkdir(parents=True, exist_ok=True)
+    times.write_text(json.dumps(history, indent=1))
     return rc
 
 
