@@ -157,14 +157,13 @@ def under_load():
     LOAD_MARGIN requests after it; yields its result (filled in on exit)."""
     run_id = uuid.uuid4().hex[:12]
     sh("tbf-lb", "rm -f /tmp/loadgen.stop /tmp/loadgen.progress")
-    script = (PROJECT / "molecule/fleet/loadgen.py").read_text()
+    subprocess.run([ENGINE, "exec", "-i", "tbf-lb", "sh", "-c", "cat > /tmp/loadgen.py"],
+                   input=(PROJECT / "molecule/fleet/loadgen.py").read_text(), text=True, check=True)
     gen = subprocess.Popen(
-        [ENGINE, "exec", "-i", "tbf-lb", "python3", "-", "--key", INGEST_KEY, "--run-id", run_id, "--deadline", "900",
-         "--max-requests", "60000", "--rate", "25"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [ENGINE, "exec", "tbf-lb", "python3", "/tmp/loadgen.py", "--key", INGEST_KEY, "--run-id", run_id,
+         "--deadline", "900", "--max-requests", "60000", "--rate", "25"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    gen.stdin.write(script)
-    gen.stdin.close()
     result: dict = {"run_id": run_id}
     try:
         wait_for_answers(LOAD_MARGIN, gen)
