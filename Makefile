@@ -13,6 +13,10 @@ MOLECULE_SCENARIOS ?= docker conda fleet upstream
 # the mirror from the upstream hosts instead (a connected staging machine).
 CONDA_SRC ?= $(firstword $(wildcard ../shared/conda-src /work/shared/conda-src) ../shared/conda-src)
 MIRROR_SOURCE ?= offline
+# The mirror build's cache (keyed on the hash of each step's inputs): machine-wide, so
+# a fresh clone (CI) reuses the conda packages whose sources have not changed.
+MIRROR_CACHE ?= $(HOME)/.cache/token-billing/mirror
+export MIRROR_CACHE
 export CONDA_SRC
 UPSTREAM_ARGS ?=
 
@@ -53,7 +57,8 @@ mirror: venv ## fill the internal mirror (conda channel with real conda, PyPI in
 	@if [ "$(MIRROR_SOURCE)" = upstream ]; then \
 	  $(VENV)/bin/python lab/mirror/upstream.py --out build/mirror $$(printf -- '--app-wheel %s ' build/wheels/*.whl) $(UPSTREAM_ARGS); \
 	else \
-	  $(VENV)/bin/python lab/mirror/build.py --out build/mirror --conda-src "$(CONDA_SRC)" $$(printf -- '--app-wheel %s ' build/wheels/*.whl); \
+	  mkdir -p "$(MIRROR_CACHE)" && flock "$(MIRROR_CACHE)/.lock" $(VENV)/bin/python lab/mirror/build.py --out build/mirror --cache "$(MIRROR_CACHE)" \
+	    --conda-src "$(CONDA_SRC)" $$(printf -- '--app-wheel %s ' build/wheels/*.whl); \
 	fi
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@315532800 -C build/mirror -cf build/mirror.tar.new .
 	@if cmp -s build/mirror.tar.new build/mirror.tar; then rm build/mirror.tar.new; echo "mirror: content unchanged"; \

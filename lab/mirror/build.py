@@ -216,7 +216,7 @@ def _pip(cmd: list[str], what: str, env: dict | None = None) -> None:
     quiet = subprocess.DEVNULL if os.environ.get("MIRROR_QUIET_PIP") else None
     if subprocess.run(cmd, stderr=quiet, env=env).returncode != 0:
         raise SystemExit(f"mirror: pip could not fetch {what} from PyPI: give this machine PyPI access "
-                         f"or copy a filled build/cache/wheels from one that has it")
+                         f"or copy a filled <cache>/wheels (make mirror: ~/.cache/token-billing/mirror/wheels) from one that has it")
 
 
 def download_wheels(wheel_dir: Path, reqs: set[tuple[str, str]]) -> dict[tuple[str, str], Path]:

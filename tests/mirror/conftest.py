@@ -33,7 +33,7 @@ def _builder_python() -> str:
 def mirror_dir() -> Path:
     # its own tree beside make mirror's, sharing the build cache: a warm run only links and indexes
     out = Path(os.environ.get("MIRROR_OUT", REPO / "build" / "test-mirror"))
-    subprocess.run([_builder_python(), str(BUILD), "--out", str(out), "--cache", str(REPO / "build" / "cache")], check=True,
+    subprocess.run([_builder_python(), str(BUILD), "--out", str(out), "--cache", os.environ.get("MIRROR_CACHE", str(REPO / "build" / "cache"))], check=True,
                    stdout=subprocess.DEVNULL if not os.environ.get("MIRROR_BUILD_VERBOSE") else None)
     return out
 
