@@ -8,7 +8,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname docker.io uidmap slirp4netns debootstrap postgresql patchelf make git curl python3-venv
-MOLECULE_SCENARIOS ?= docker conda fleet upstream
+MOLECULE_SCENARIOS ?= docker fleet upstream
 # Real conda's source tarballs (offline mirror build); MIRROR_SOURCE=upstream fills
 # the mirror from the upstream hosts instead (a connected staging machine).
 CONDA_SRC ?= $(firstword $(wildcard ../shared/conda-src /work/shared/conda-src) ../shared/conda-src)

@@ -475,20 +475,24 @@ def test_production_inventory_converges_the_lab():
         if not link.is_symlink():
             link.symlink_to(PROJECT / "inventories" / "production" / name)
     groups = {"mirror": ["tbf-mirror"], "db": ["tbf-db"], "lb": ["tbf-lb"], "app": ["tbf-app1", "tbf-app2"]}
+
+    def conda(version: str) -> dict[str, str]:
+        """The lab's build of real conda stands in for Miniconda3-py312_25.1.1-2 (no network here); host vars, as
+        each app host keeps the conda version it runs (tbf-app2: 26.7.1)."""
+        installer = PROJECT / f"build/mirror/installers/CondaLab-{version}-Linux-x86_64.sh.sha256"
+        return {"miniconda_flavor": "lab", "miniconda_version": version,
+                "miniconda_installer_sha256": installer.read_text().split()[0]}
+
+    versions = {"tbf-app1": "25.1.1-0", "tbf-app2": "26.7.1-0"}
     hosts = {"all": {
         "vars": {"ansible_ssh_private_key_file": str(PROJECT / "build/lab-ssh/id_ed25519"),
                  "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"},
-        "children": {g: {"hosts": {h: {"ansible_host": f"{{{{ lookup('lab_address', '{h}') }}}}"} for h in hs}}
+        "children": {g: {"hosts": {h: {"ansible_host": f"{{{{ lookup('lab_address', '{h}') }}}}",
+                                       **(conda(versions[h]) if h in versions else {})} for h in hs}}
                      for g, hs in groups.items()}}}
     (inv / "hosts.yml").write_text(json.dumps(hosts, indent=2))
-    installer = "CondaLab-25.1.1-0-Linux-x86_64.sh"
-    overrides = {
-        # the mirror: the lab's build of real conda 25.1.1 stands in for Miniconda3-py312_25.1.1-2 (no network here)
-        "miniconda_flavor": "lab", "miniconda_version": "25.1.1-0",
-        "miniconda_installer_sha256": (PROJECT / f"build/mirror/installers/{installer}.sha256").read_text().split()[0],
-        # unprivileged containers cannot bind-mount /dev/log into HAProxy's chroot
-        "loadbalancer_chroot": False,
-    }
+    # unprivileged containers cannot bind-mount /dev/log into HAProxy's chroot
+    overrides = {"loadbalancer_chroot": False}
     secrets = PROJECT / "inventories/production/group_vars/all/vault.yml.example"
     assert all("://billing_green@" in sh(c, "cat /opt/token-billing/current/config.toml") for c in APPS)
     failures_before = auth_failures()

@@ -9,8 +9,8 @@ testinfra_hosts = hosts_of("app")
 
 PREFIX = "/opt/miniconda3"
 CONDA = f"{PREFIX}/bin/conda"
-# tbc-app carries the production pin's conda, tbc-app26 the newest release.
-EXPECTED = {"tbc-app": "25.1.1", "tbc-app26": "26.7.1"}
+# tbf-app1 carries the production pin's conda, tbf-app2 the newest release (host_vars/).
+EXPECTED = {"tbf-app1": "25.1.1", "tbf-app2": "26.7.1"}
 
 
 def test_conda_is_the_real_one_at_the_pinned_version(host):
