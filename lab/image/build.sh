@@ -20,13 +20,20 @@ if [ -z "${LAB_IMAGE_BUILD_LOCKED:-}" ]; then
   export LAB_IMAGE_BUILD_LOCKED=1
 fi
 
-# The lab's SSH key: made once per machine, its public half baked into the image
-# for the deploy user (the private half never leaves build/).
+# The lab's SSH key: made once per machine (LAB_KEY_DIR, kept with the image store
+# so that every clone of the project uses the same image), copied into build/; its
+# public half is baked into the image for the deploy user.
 key_dir="${LAB_BUILD_DIR:-$here/../../build}/lab-ssh"
+machine_key_dir="${LAB_KEY_DIR:-${HOME:-/root}/.cache/token-billing/lab-ssh}"
 if [ ! -f "$key_dir/id_ed25519" ]; then
-  command -v ssh-keygen >/dev/null || { echo "ERROR: ssh-keygen is missing: run 'apt-get install openssh-client'" >&2; exit 1; }
+  if [ ! -f "$machine_key_dir/id_ed25519" ]; then
+    command -v ssh-keygen >/dev/null || { echo "ERROR: ssh-keygen is missing: run 'apt-get install openssh-client'" >&2; exit 1; }
+    mkdir -p "$machine_key_dir" && chmod 700 "$machine_key_dir"
+    ssh-keygen -q -t ed25519 -N '' -C token-billing-lab -f "$machine_key_dir/id_ed25519"
+  fi
   mkdir -p "$key_dir" && chmod 700 "$key_dir"
-  ssh-keygen -q -t ed25519 -N '' -C token-billing-lab -f "$key_dir/id_ed25519"
+  install -m 0600 "$machine_key_dir/id_ed25519" "$key_dir/id_ed25519"
+  install -m 0644 "$machine_key_dir/id_ed25519.pub" "$key_dir/id_ed25519.pub"
 fi
 
 recipe_hash="$(cat "$here/build.sh" "$here/packages.txt" <(echo "$suite") "$key_dir/id_ed25519.pub" | sha256sum | cut -c1-12)"
