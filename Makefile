@@ -24,7 +24,6 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export CONTAINERS_CONF := $(CURDIR)/lab/podman/containers.conf
 export LAB_ENGINE ?= podman
-export LAB_ANSIBLE_CONNECTION := $(if $(filter docker,$(LAB_ENGINE)),community.docker.docker,lab_podman)
 
 
 .PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit app-test app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean

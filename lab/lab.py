@@ -104,10 +104,6 @@ def network_exists(eng: str) -> bool:
     return run(eng, "network", "inspect", NETWORK, check=False).returncode == 0
 
 
-def forget_facts(host: str) -> None:
-    (ROOT / "build/facts" / host).unlink(missing_ok=True)
-
-
 def up(hosts: list[str]) -> int:
     eng = engine()
     img = image(eng)
@@ -124,7 +120,6 @@ def up(hosts: list[str]) -> int:
             if running and current == img:
                 continue
             run(eng, "rm", "-f", name)
-        forget_facts(host)
         args = [eng, "run", "-d", "--name", name, "--hostname", host, "--network", NETWORK,
                 "--network-alias", host, "--label", "org.token-billing.lab=1"]
         if eng == "podman":
@@ -170,7 +165,6 @@ def down(hosts: list[str]) -> int:
         if container_state(eng, name) is not None:
             run(eng, "rm", "-f", name)
             removed.append(name)
-        forget_facts(name.removeprefix(PREFIX))
     if network_exists(eng):
         run(eng, "network", "rm", NETWORK)
         removed.append(f"network {NETWORK}")

@@ -10,7 +10,7 @@ scenario="$1"
 if [ "$scenario" = docker ]; then
   export "$(lab/docker/engine.sh start)"
   trap 'lab/docker/engine.sh stop >/dev/null' EXIT
-  export LAB_ENGINE=docker LAB_ANSIBLE_CONNECTION=community.docker.docker
+  export LAB_ENGINE=docker
   LAB_IMAGE="$(.venv/bin/python lab/lab.py image)"
   export LAB_IMAGE
 else
