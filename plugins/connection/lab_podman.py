@@ -1,57 +1,36 @@
-"""containers.podman.podman with pipelining, for the lab fleet.
+"""podman exec through Mitogen, for the lab fleet.
 
-The collection's plugin runs `podman exec` without `-i`, so it cannot feed a
-module on stdin and Ansible falls back to copying every module into the
-container first (three extra podman calls per task). Passing stdin through
-makes pipelining work: one `podman exec -i` per task.
+Mitogen's own podman transport declares no options, so for a delegated task it
+takes the target's address from the play context, untemplated (the lab's
+ansible_host is a template). Declaring the options lets Ansible template them
+like any connection's. Runs under the mitogen_linear strategy (ansible.cfg).
 """
 
 from __future__ import annotations
 
 DOCUMENTATION = """
 name: lab_podman
-short_description: Run tasks in podman containers, with pipelining
+short_description: Run tasks in podman containers through Mitogen
 description:
-  - The containers.podman.podman connection plus pipelining (C(podman exec -i)).
+  - One Python interpreter per container, kept for the whole run (C(podman exec -i)).
+  - Needs the mitogen_linear strategy.
 author: token-billing provisioning
-extends_documentation_fragment:
-  - connection_pipelining
 options:
-  remote_addr:
-    description: The ID or name of the container.
+  host:
+    description: The name or ID of the container.
     default: inventory_hostname
     vars:
-      - name: ansible_host
       - name: inventory_hostname
-      - name: ansible_podman_host
+      - name: ansible_host
+      - name: delegated_vars['ansible_host']
   remote_user:
     description: User inside the container.
     vars:
       - name: ansible_user
-  podman_executable:
-    description: podman binary.
-    default: podman
-    vars:
-      - name: ansible_podman_executable
-    env:
-      - name: ANSIBLE_PODMAN_EXECUTABLE
-  podman_extra_args:
-    description: Extra arguments passed to podman.
-    default: ''
-    vars:
-      - name: ansible_podman_extra_args
-    env:
-      - name: ANSIBLE_PODMAN_EXTRA_ARGS
 """
 
-from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection  # noqa: E402
+import ansible_mitogen.connection  # noqa: E402
 
 
-class Connection(PodmanConnection):
-    transport = "lab_podman"
-    has_pipelining = True
-
-    def _podman(self, cmd, cmd_args=None, in_data=None, use_container_id=True):
-        if in_data is not None and isinstance(cmd, list) and cmd[:1] == ["exec"]:
-            cmd = ["exec", "-i", *cmd[1:]]
-        return super()._podman(cmd, cmd_args, in_data, use_container_id)
+class Connection(ansible_mitogen.connection.Connection):  # type: ignore[misc]
+    transport = "podman"
