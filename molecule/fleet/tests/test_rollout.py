@@ -470,7 +470,7 @@ def test_production_inventory_converges_the_lab():
     retries would hide a failed request from the load generator; PostgreSQL's log does not)."""
     inv = PROJECT / "build" / "production-on-lab"
     inv.mkdir(parents=True, exist_ok=True)
-    for name in ("group_vars", "files"):
+    for name in ("group_vars", "host_vars", "files"):
         link = inv / name
         if not link.is_symlink():
             link.symlink_to(PROJECT / "inventories" / "production" / name)
