@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = os.environ.get("LAB_ENGINE", "podman")
-INVENTORY = str(ROOT / "inventories/lab/hosts.yml")
+INVENTORY = ["-i", str(ROOT / "inventories/lab/hosts.yml"), "-i", str(ROOT / "inventories/lab/connection.yml")]
 
 
 def timed(args: list[str], **kw: object) -> tuple[float, str]:
@@ -31,7 +31,7 @@ def timed(args: list[str], **kw: object) -> tuple[float, str]:
 
 
 def playbook(name: str, *extra: str) -> tuple[float, int]:
-    elapsed, out = timed(["ansible-playbook", "-i", INVENTORY, f"playbooks/{name}", *extra])
+    elapsed, out = timed(["ansible-playbook", *INVENTORY, f"playbooks/{name}", *extra])
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", out.split("PLAY RECAP")[-1]))
     return elapsed, changed
 
@@ -62,7 +62,7 @@ def bench_conda() -> None:
     for host in ("tblab-app1", "tblab-app2"):
         timed([ENGINE, "exec", host, "rm", "-rf", "/opt/miniconda3/envs/token-billing-v1"])
     start = time.monotonic()
-    _, out = timed(["ansible-playbook", "-i", INVENTORY, "playbooks/conda.yml"],
+    _, out = timed(["ansible-playbook", *INVENTORY, "playbooks/conda.yml"],
                    env=dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks"))
     t_role = time.monotonic() - start
     task = re.search(r"Create the env from the lock \| token-billing-v1 -+ (\d+\.\d+)s", out)

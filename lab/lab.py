@@ -22,6 +22,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# The lab's hosts, and how the controller reaches them (worked out once per run).
+INVENTORY_ARGS = ["-i", str(ROOT / "inventories/lab/hosts.yml"), "-i", str(ROOT / "inventories/lab/connection.yml")]
 PREFIX = "tblab-"
 NETWORK = "tblab"
 BOOT_TIMEOUT = 90
@@ -195,7 +197,7 @@ def converge(playbook: str, extra: list[str]) -> int:
     history = json.loads(times.read_text()) if times.exists() else {}
     start = time.monotonic()
     proc = subprocess.Popen(
-        ["ansible-playbook", "-i", str(ROOT / "inventories/lab/hosts.yml"), playbook, *extra],
+        ["ansible-playbook", *INVENTORY_ARGS, playbook, *extra],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )
     changed = 0

@@ -1,7 +1,7 @@
 """Map inventory groups to testinfra host URLs.
 
 Molecule exports MOLECULE_INVENTORY_FILE; against the lab fleet set
-LAB_INVENTORY=inventories/lab/hosts.yml. Hosts are reached through the
+LAB_INVENTORY=inventories/lab/hosts.yml (the host list). Hosts are reached through the
 container engine directly (podman:// or docker://), which is about ten times
 faster than testinfra's ansible backend.
 """
