@@ -109,13 +109,7 @@ molecule: deps venv image mirror ## every Molecule scenario, one after the other
 	echo "molecule: $$passed passed, $$failed failed, $$skipped skipped"; [ $$failed -eq 0 ]
 
 test: ## everything CI runs; ends with each phase's wall time (budget: 30 min on 2 cores)
-	@mkdir -p build; export PHASE_LOG=$(CURDIR)/build/test-phases.tsv; : >"$$PHASE_LOG"; rc=0; \
-	for phase in setup lint unit app-env-test molecule; do \
-	  target=$$phase; [ $$phase = setup ] && target="deps venv image mirror"; \
-	  if [ $$phase = molecule ]; then $(MAKE) --no-print-directory molecule || { rc=1; break; }; \
-	  else lab/phase.sh run $$phase $(MAKE) --no-print-directory $$target || { rc=1; break; }; fi; \
-	done; \
-	echo "make test: wall time per phase"; lab/phase.sh table; exit $$rc
+	@lab/make-test.sh $(MOLECULE_SCENARIOS)
 
 bench-app: deps venv ## billing service ingest/query benchmark (prints figures, ~7 min)
 	$(VENV)/bin/python app/bench/bench.py
