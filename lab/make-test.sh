@@ -10,6 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 beside="${1:-docker}"; shift || true
 after=("$@")
 make=(make --no-print-directory)
+# After the set-up, no phase remakes it: two mirror builds at once would race.
+after_setup=(make --no-print-directory -o deps -o venv -o image -o mirror)
 mkdir -p build/test-logs
 export PHASE_LOG="$PWD/build/test-phases.tsv"
 : >"$PHASE_LOG"
@@ -28,16 +30,16 @@ echo "== checks (lint, unit, app-env-test) beside molecule $beside; their output
 (
   for phase in lint unit app-env-test; do
     echo "== $phase"
-    lab/phase.sh run "$phase" "${make[@]}" "$phase" || { echo "== $phase: FAILED"; exit 1; }
+    lab/phase.sh run "$phase" "${after_setup[@]}" "$phase" || { echo "== $phase: FAILED"; exit 1; }
   done
 ) >"$checks_log" 2>&1 &
 checks=$!
 rc=0
-"${make[@]}" molecule MOLECULE_SCENARIOS="$beside" || rc=1
+"${after_setup[@]}" molecule MOLECULE_SCENARIOS="$beside" || rc=1
 wait "$checks" || rc=1
 echo "== output of the checks ($checks_log)"
 cat "$checks_log"
 [ "$rc" -eq 0 ] || finish 1
 
-[ "${#after[@]}" -eq 0 ] || "${make[@]}" molecule MOLECULE_SCENARIOS="${after[*]}" || finish 1
+[ "${#after[@]}" -eq 0 ] || "${after_setup[@]}" molecule MOLECULE_SCENARIOS="${after[*]}" || finish 1
 finish 0
