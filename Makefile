@@ -72,7 +72,9 @@ lab: ## bring up the lab fleet and converge playbooks/site.yml on it (prints thi
 	echo "$$took s" > build/make-lab.seconds; \
 	echo "make lab: done in $$took s (previous make lab: $$prev)"
 
-lab-run: deps venv mirror
+# The lab image (debootstrap: mostly downloads) and the mirror (mostly CPU) are built side by side.
+lab-run: deps venv
+	@$(MAKE) --no-print-directory -j2 image mirror
 	$(VENV)/bin/python lab/lab.py up
 	$(VENV)/bin/python lab/lab.py converge playbooks/site.yml
 
