@@ -26,7 +26,7 @@ export CONTAINERS_CONF := $(CURDIR)/lab/podman/containers.conf
 export LAB_ENGINE ?= podman
 
 
-.PHONY: help deps venv image mirror locks lab lab-run lab-down lab-status lint unit app-test app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
+.PHONY: help deps venv setup image mirror locks lab lab-run lab-down lab-status lint unit app-test app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -73,8 +73,10 @@ lab: ## bring up the lab fleet and converge playbooks/site.yml on it (prints thi
 	echo "make lab: done in $$took s (previous make lab: $$prev)"
 
 # The lab image (debootstrap: mostly downloads) and the mirror (mostly CPU) are built side by side.
-lab-run: deps venv
+setup: deps venv ## what make lab and make test need first: Debian packages, venv, lab image, mirror
 	@$(MAKE) --no-print-directory -j2 image mirror
+
+lab-run: setup
 	$(VENV)/bin/python lab/lab.py up
 	$(VENV)/bin/python lab/lab.py converge playbooks/site.yml
 

@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from lab import INVENTORY_ARGS as INVENTORY  # lab/lab.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = os.environ.get("LAB_ENGINE", "podman")
-INVENTORY = ["-i", str(ROOT / "inventories/lab/hosts.yml"), "-i", str(ROOT / "inventories/lab/connection.yml")]
 
 
 def timed(args: list[str], **kw: object) -> tuple[float, str]:

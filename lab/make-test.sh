@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 beside="${1:-docker}"; shift || true
 after=("$@")
 # After the set-up, no phase remakes it: two mirror builds at once would race.
-after_setup=(make --no-print-directory -o deps -o venv -o image -o mirror)
+after_setup=(make --no-print-directory -o deps -o venv -o setup -o image -o mirror)
 mkdir -p build/test-logs
 export PHASE_LOG="$PWD/build/test-phases.tsv"
 : >"$PHASE_LOG"
@@ -22,8 +22,7 @@ finish() {
   exit "$1"
 }
 
-# The image (mostly downloads) and the mirror (mostly CPU) side by side, as in make lab.
-lab/phase.sh run setup bash -c 'make --no-print-directory deps venv && make --no-print-directory -j2 image mirror' || finish 1
+lab/phase.sh run setup make --no-print-directory setup || finish 1
 
 checks_log=build/test-logs/checks.log
 echo "== checks (lint, unit, app-env-test) beside molecule $beside; their output: $checks_log, printed when they end"
