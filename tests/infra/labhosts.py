@@ -39,10 +39,15 @@ def _members(inv: dict, group: str) -> set[str]:
     return names
 
 
-def hosts_of(group: str) -> list[str]:
-    """testinfra host URLs of an inventory group (children included); fails on an empty group."""
-    engine = os.environ.get("LAB_ENGINE", "podman")
+def containers_of(group: str) -> list[str]:
+    """Container names of an inventory group (children included); fails on an empty group."""
     names = sorted(_members(_inventory(), group))
     if not names:
         raise RuntimeError(f"inventory group {group!r} has no hosts")
-    return [f"{engine}://{_container(h)}" for h in names]
+    return [_container(h) for h in names]
+
+
+def hosts_of(group: str) -> list[str]:
+    """testinfra host URLs of an inventory group (children included); fails on an empty group."""
+    engine = os.environ.get("LAB_ENGINE", "podman")
+    return [f"{engine}://{c}" for c in containers_of(group)]
