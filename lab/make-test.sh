@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# `make test`: the set-up, then three things at once: the checks (lint, unit, the
-# service's tests in the shipped env, one after the other), the docker scenario,
-# and the other Molecule scenarios (fleet, upstream). The first two write to
-# build/test-logs/, printed when everything has ended.
+# `make test`: the set-up, then the fleet (and the other scenarios) in the
+# foreground while the docker scenario and after it the checks (lint, unit, the
+# service's tests in the shipped env) run in the background, each writing to
+# build/test-logs/ (printed when everything has ended).
 # Ends with each phase's wall time, the sum of the phases and the real wall time.
-# Why at once: an Ansible run keeps about half of two cores busy (it waits on
-# round trips), the checks about a third; the fleet is the longest path.
+# Why so: the fleet is the longest path; an Ansible run keeps about half of two
+# cores busy (it waits on round trips), the checks about one core. The docker
+# scenario shares the machine with the fleet's converge, the checks with its
+# verify (about 45% busy); all three at once left the fleet's converge a third
+# of the machine.
 #   lab/make-test.sh [SCENARIO_IN_BACKGROUND [SCENARIO...]]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,21 +30,21 @@ finish() {
 
 lab/phase.sh run setup make --no-print-directory setup || finish 1
 
-echo "== at once: the checks (lint, unit, app-env-test; output in $logs/checks.log), molecule $beside" \
-     "(output in $logs/molecule-$beside.log) and molecule ${rest[*]:-(none)} (below)"
+echo "== in the background: molecule $beside (output in $logs/molecule-$beside.log), then the checks" \
+     "(lint, unit, app-env-test; output in $logs/checks.log); here: molecule ${rest[*]:-(none)}"
 (
+  rc=0
+  "${after_setup[@]}" molecule MOLECULE_SCENARIOS="$beside" >"$logs/molecule-$beside.log" 2>&1 || rc=1
   for phase in lint unit app-env-test; do
     echo "== $phase"
-    lab/phase.sh run "$phase" "${after_setup[@]}" "$phase" || { echo "== $phase: FAILED"; exit 1; }
-  done
-) >"$logs/checks.log" 2>&1 &
-checks=$!
-"${after_setup[@]}" molecule MOLECULE_SCENARIOS="$beside" >"$logs/molecule-$beside.log" 2>&1 &
+    lab/phase.sh run "$phase" "${after_setup[@]}" "$phase" || { echo "== $phase: FAILED"; rc=1; break; }
+  done >"$logs/checks.log" 2>&1
+  exit "$rc"
+) &
 background=$!
 rc=0
 [ "${#rest[@]}" -eq 0 ] || "${after_setup[@]}" molecule MOLECULE_SCENARIOS="${rest[*]}" || rc=1
 wait "$background" || rc=1
-wait "$checks" || rc=1
 for log in "$logs/molecule-$beside.log" "$logs/checks.log"; do
   echo "== output of $log"
   cat "$log"
