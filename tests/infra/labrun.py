@@ -1,5 +1,5 @@
 """What the Molecule scenarios' own tests share: a command in a host's container, a playbook run against
-Molecule's inventory (timed, printed), the changed count of its recap."""
+Molecule's inventory (timed, printed), the changed count of its recap, and the billing service's state on a host."""
 
 from __future__ import annotations
 
@@ -36,3 +36,16 @@ def playbook(name: str, *extra: str, env: dict | None = None) -> tuple[int, str,
 
 def changed_total(output: str) -> int:
     return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
+
+
+def release(container: str) -> str:
+    """The billing release the host runs."""
+    return sh(container, "basename $(readlink /opt/token-billing/current)")
+
+
+def main_pid(container: str) -> str:
+    return sh(container, "systemctl show -p MainPID --value token-billing")
+
+
+def ready(container: str) -> bool:
+    return '"ready"' in sh(container, "curl -s http://127.0.0.1:8000/readyz", check=False)

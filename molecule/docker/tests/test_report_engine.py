@@ -4,24 +4,18 @@ engine alone; the billing service keeps its PID, release and env throughout. Run
 checks at v1)."""
 
 from labhosts import containers_of
-from labrun import playbook, sh
+from labrun import main_pid, playbook, ready, release, sh
 
 BILLING = containers_of("app")
 REPORTING = containers_of("reporting")[0]
 
 
 def billing_state() -> dict[str, tuple[str, str, str]]:
-    return {c: (sh(c, "systemctl show -p MainPID --value token-billing"),
-                sh(c, "basename $(readlink /opt/token-billing/current)"),
-                sh(c, "readlink -f /opt/token-billing/current/env")) for c in BILLING}
+    return {c: (main_pid(c), release(c), sh(c, "readlink -f /opt/token-billing/current/env")) for c in BILLING}
 
 
 def report_release(which: str = "current") -> str:
     return sh(REPORTING, f"basename $(readlink /opt/report-engine/{which})")
-
-
-def ready(container: str) -> bool:
-    return '"ready"' in sh(container, "curl -s http://127.0.0.1:8000/readyz", check=False)
 
 
 def test_report_engine_upgrade_leaves_billing_alone():

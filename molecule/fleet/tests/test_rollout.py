@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labrun import ENGINE, INVENTORY, PROJECT, changed_total, playbook, sh
+from labrun import ENGINE, INVENTORY, PROJECT, changed_total, main_pid, playbook, ready, release, sh
 
 APPS = ("tbf-app1", "tbf-app2")
 REPORTING = "tbf-app1"
@@ -38,24 +38,12 @@ def test_hosts_built_from_one_lock_are_identical():
         assert record["lock"] is True and len(record["lock_sha256"]) == 64
 
 
-def release(container: str) -> str:
-    return sh(container, "basename $(readlink /opt/token-billing/current)")
-
-
-def main_pid(container: str) -> str:
-    return sh(container, "systemctl show -p MainPID --value token-billing")
-
-
 def haproxy_servers() -> dict[str, str]:
     """Backend server name -> status, from HAProxy's runtime API on the lb host."""
     query = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
              "s.sendall(b'show stat\\n'); print(s.makefile().read())")
     rows = [line.split(",") for line in sh("tbf-lb", f'python3 -c "{query}"').splitlines()]
     return {r[1]: r[17] for r in rows if r[0] == "be_billing" and r[1] not in ("BACKEND", "FRONTEND")}
-
-
-def ready(container: str) -> bool:
-    return '"ready"' in sh(container, "curl -s http://127.0.0.1:8000/readyz", check=False)
 
 
 def lock_state() -> str:
