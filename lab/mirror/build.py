@@ -45,6 +45,7 @@ import sys
 import tarfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,7 +54,7 @@ ENVS_DIR = REPO / "envs"
 DEFAULT_CONDA_SRC = Path(os.environ.get("CONDA_SRC") or REPO.parent / "shared" / "conda-src")
 
 # Bump to invalidate a step's cached outputs when its recipe changes.
-RECIPE = {"python": 5, "python_abi": 3, "wheel": 4, "conda": 4, "payload": 6, "installer": 6, "sdist": 1}
+RECIPE = {"python": 5, "python_abi": 3, "wheel": 4, "conda": 4, "payload": 7, "installer": 6, "sdist": 1}
 
 PY_VERSION = "3.11.7"
 PY_ABI = "cp311"
@@ -273,14 +274,13 @@ def member_mtime(package_file_name: str) -> int:
     return EPOCH + int(hashlib.sha256(package_file_name.encode()).hexdigest()[:7], 16)
 
 
-def _tar_bytes(root: Path, files: list[str], mtime: int | None) -> bytes:
-    """An uncompressed tar of files (sorted by the caller); mtime None keeps each file's."""
+def _tar_bytes(root: Path, files: list[str], mtime: int | Callable[[str], int]) -> bytes:
+    """An uncompressed tar of files (sorted by the caller), each with mtime (or mtime(file))."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
         for rel in files:
             ti = tf.gettarinfo(str(root / rel), arcname=rel)
-            if mtime is not None:
-                ti.mtime = mtime
+            ti.mtime = mtime(rel) if callable(mtime) else mtime
             ti.uid = ti.gid = 0
             ti.uname = ti.gname = ""
             if ti.isreg():
@@ -768,7 +768,9 @@ def build_payload(cache: Path, channel_dir: Path, fns: list[str], repodata: dict
     out.parent.mkdir(parents=True, exist_ok=True)
     members = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file() or p.is_symlink())
     with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-        gz.write(_tar_bytes(stage, members, None))  # members keep their package's times
+        # every member of pkgs/<dist>/ gets its package's time (extraction sets no symlink's)
+        gz.write(_tar_bytes(stage, members, lambda rel: member_mtime(rel.split("/")[1] + ".conda")
+                            if rel.count("/") > 1 else EPOCH))
     os.replace(tmp, out)
     shutil.rmtree(stage, ignore_errors=True)
     return out

@@ -1,8 +1,10 @@
 """Mirror layout: channel, PEP 503 index (incl. --app-wheel), committed locks."""
 import hashlib
 import importlib.util
+import io
 import json
 import re
+import tarfile
 import zipfile
 
 import pytest
@@ -101,3 +103,23 @@ def test_app_wheel_goes_into_the_index(tmp_path):
     page = (out / "simple" / "token-billing" / "index.html").read_text()
     assert f"{whl.name}#sha256={hashlib.sha256(whl.read_bytes()).hexdigest()}" in page
     assert build.build_pypi(out, [whl]) is False  # unchanged: nothing rewritten
+
+
+def test_installer_payload_times_depend_only_on_the_packages(mirror_dir):
+    # A cold build and a warm one must write the same installer: no member may carry
+    # the time it was extracted at (symlinks did, so the installer changed per build).
+    mod = _build_module()
+    installer = next((mirror_dir / "installers").glob("*-Linux-x86_64.sh"))
+    data = installer.read_bytes()
+    header = re.search(rb"HEADER_SIZE=(\d{12}) PAYLOAD_SIZE=(\d{12})", data)
+    start, size = int(header[1]), int(header[2])
+    wrong = []
+    with tarfile.open(fileobj=io.BytesIO(data[start:start + size]), mode="r:gz") as tf:
+        members = tf.getmembers()
+        for m in members:
+            parts = m.name.split("/")
+            want = mod.member_mtime(parts[1] + ".conda") if len(parts) > 2 else mod.EPOCH
+            if m.mtime != want:
+                wrong.append(f"{m.name} ({'symlink' if m.issym() else 'file'}): {m.mtime} != {want}")
+    assert any(m.issym() for m in members)
+    assert not wrong, f"{len(wrong)} members keep a build-time mtime, e.g. {wrong[:3]}"
