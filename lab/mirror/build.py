@@ -46,6 +46,7 @@ import tarfile
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -892,13 +893,15 @@ def main(argv=None) -> int:
     wheels = download_wheels(cache / "wheels", conv | pypi_reqs | runtime_reqs)
 
     pkgs = [build_python(cache), build_python_abi(cache)]
-    converted = {req: convert_wheel(wheels[req], cache) for req in sorted(conv | runtime_reqs)}
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:  # whl2conda and zstd: one per core
+        jobs = {req: pool.submit(convert_wheel, wheels[req], cache) for req in sorted(conv | runtime_reqs)}
+    converted = {req: job.result() for req, job in jobs.items()}
     pkgs += sorted(set(converted.values()))
     runtime_wheels = {n: wheels[(n, v)] for n, v in CONDA_RUNTIME.items()}
     runtime_pkgs = {n: converted[(n, v)] for n, v in CONDA_RUNTIME.items()}
-    conda_pkgs = {}
-    for v in CONDA_VERSIONS:
-        conda_pkgs[v] = build_conda(cache, v, tarballs[v], runtime_wheels, runtime_pkgs)
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        jobs = {v: pool.submit(build_conda, cache, v, tarballs[v], runtime_wheels, runtime_pkgs) for v in CONDA_VERSIONS}
+    conda_pkgs = {v: job.result() for v, job in jobs.items()}
     pkgs += list(conda_pkgs.values())
 
     channel_dir = out / "conda" / CHANNEL_NAME
@@ -920,12 +923,17 @@ def main(argv=None) -> int:
         channel_url = f"{args.mirror_url.rstrip('/')}/conda/{CHANNEL_NAME}"
         inst_dir = out / "installers"
         keep = set()
-        for v in CONDA_VERSIONS:
+
+        def installer(v: str) -> tuple[Path, bool, int]:
             fns = solve(channel_dir, [f"python =={PY_VERSION}", f"conda =={v}"])
             payload = build_payload(cache, channel_dir, fns, repodata, channel_url, f"conda-{v}")
-            path, built = build_installer(inst_dir, v, payload, [fn[: -len(".conda")] for fn in fns])
+            return *build_installer(inst_dir, v, payload, [fn[: -len(".conda")] for fn in fns]), len(fns)
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+            installers = list(pool.map(installer, CONDA_VERSIONS))
+        for path, built, n in installers:
             keep.add(path.name)
-            summary.append(f"installer {path} ({path.stat().st_size // (1 << 20)} MiB, {len(fns)} packages, "
+            summary.append(f"installer {path} ({path.stat().st_size // (1 << 20)} MiB, {n} packages, "
                            f"{'built' if built else 'unchanged'})")
         for f in inst_dir.glob("*.sh"):
             if f.name not in keep:
