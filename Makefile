@@ -6,8 +6,13 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 
 VENV := .venv
+# The mirror's builders, in a venv of their own: make lab builds the mirror while .venv installs Ansible.
+MIRROR_VENV := .venv-mirror
 PYTHON ?= python3
-APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname docker.io uidmap slirp4netns debootstrap postgresql patchelf make git curl python3-venv
+# Debian packages: what make lab needs, and what make test needs on top (the docker
+# scenario's engine, the service's PostgreSQL tests).
+LAB_APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname uidmap slirp4netns mmdebstrap make git curl python3-venv
+TEST_APT_PACKAGES := docker.io postgresql
 MOLECULE_SCENARIOS ?= docker fleet upstream
 # Real conda's source tarballs (offline mirror build); MIRROR_SOURCE=upstream fills
 # the mirror from the upstream hosts instead (a connected staging machine).
@@ -26,64 +31,86 @@ export CONTAINERS_CONF := $(CURDIR)/lab/podman/containers.conf
 export LAB_ENGINE ?= podman
 
 
-.PHONY: help deps venv setup image mirror locks lab lab-run lab-down lab-status lint unit app-test app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
+.PHONY: help deps deps-lab venv venv-lab venv-mirror setup setup-lab image mirror locks lab lab-down lab-status lint unit app-test app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## install missing Debian packages (podman, runc, debootstrap, postgresql, ...)
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "ERROR: missing packages: $$missing; run 'sudo apt-get install $$missing'" >&2; exit 1; fi; \
-	  echo "deps: installing $$missing"; \
+	  echo "$@: installing $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	else echo "deps: ok"; fi
+	else echo "$@: ok"; fi
+endef
 
-$(VENV)/.stamp: requirements.txt app/pyproject.toml reporting/pyproject.toml
+deps-lab: ## install the Debian packages make lab needs that are missing (podman, runc, mmdebstrap, ...)
+	$(call apt_install,$(LAB_APT_PACKAGES))
+
+deps: deps-lab ## install the Debian packages make test needs on top (docker.io, postgresql)
+	$(call apt_install,$(TEST_APT_PACKAGES))
+
+# --no-compile: Python compiles what it imports when it first does; compiling every module
+# of the ansible package up front took two thirds of this venv's install (47 s -> 16 s).
+$(VENV)/.stamp-lab: requirements-lab.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-compile -r requirements-lab.txt
+	touch $@
+
+$(MIRROR_VENV)/.stamp: requirements-mirror.txt
+	$(PYTHON) -m venv $(MIRROR_VENV)
+	$(MIRROR_VENV)/bin/pip install -q --upgrade pip
+	$(MIRROR_VENV)/bin/pip install -q --no-compile -r requirements-mirror.txt
+	touch $@
+
+$(VENV)/.stamp: $(VENV)/.stamp-lab requirements.txt requirements-mirror.txt app/pyproject.toml reporting/pyproject.toml
+	$(VENV)/bin/pip install -q --no-compile -r requirements.txt
 	$(VENV)/bin/pip install -q --no-deps -e ./app -e ./reporting
 	touch $@
 
-venv: $(VENV)/.stamp ## create the project virtualenv from pinned requirements
+venv-lab: $(VENV)/.stamp-lab ## the virtualenv make lab converges with (Ansible, Mitogen)
 
-image: deps venv ## build (or reuse) the lab host image
-	@$(VENV)/bin/python lab/lab.py image
+venv-mirror: $(MIRROR_VENV)/.stamp ## the mirror builders' virtualenv (whl2conda, py-rattler, hatch-vcs)
 
-mirror: venv ## fill the internal mirror (conda channel with real conda, PyPI index, installers); MIRROR_SOURCE=offline|upstream
-	rm -rf build/wheels app/build reporting/build && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel -q --no-deps ./app ./reporting -w build/wheels
+venv: $(VENV)/.stamp ## the whole project virtualenv from pinned requirements (make test's tools on top)
+
+image: deps-lab ## build (or reuse) the lab host image
+	@lab/image/build.sh
+
+mirror: venv-mirror ## fill the internal mirror (conda channel with real conda, PyPI index, installers); MIRROR_SOURCE=offline|upstream
+	rm -rf build/wheels app/build reporting/build && SOURCE_DATE_EPOCH=315532800 $(MIRROR_VENV)/bin/pip wheel -q --no-deps ./app ./reporting -w build/wheels
 	@if [ "$(MIRROR_SOURCE)" = upstream ]; then \
-	  $(VENV)/bin/python lab/mirror/upstream.py --out build/mirror $$(printf -- '--app-wheel %s ' build/wheels/*.whl) $(UPSTREAM_ARGS); \
+	  $(MIRROR_VENV)/bin/python lab/mirror/upstream.py --out build/mirror $$(printf -- '--app-wheel %s ' build/wheels/*.whl) $(UPSTREAM_ARGS); \
 	else \
-	  mkdir -p "$(MIRROR_CACHE)" && flock "$(MIRROR_CACHE)/.lock" $(VENV)/bin/python lab/mirror/build.py --out build/mirror --cache "$(MIRROR_CACHE)" \
+	  mkdir -p "$(MIRROR_CACHE)" && flock "$(MIRROR_CACHE)/.lock" $(MIRROR_VENV)/bin/python lab/mirror/build.py --out build/mirror --cache "$(MIRROR_CACHE)" \
 	    --conda-src "$(CONDA_SRC)" $$(printf -- '--app-wheel %s ' build/wheels/*.whl); \
 	fi
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@315532800 -C build/mirror -cf build/mirror.tar.new .
 	@if cmp -s build/mirror.tar.new build/mirror.tar; then rm build/mirror.tar.new; echo "mirror: content unchanged"; \
 	else mv build/mirror.tar.new build/mirror.tar; echo "mirror: build/mirror.tar updated"; fi
 
-locks: venv mirror ## relock every envs/*.yml with real conda against the mirror (writes envs/*.lock.txt)
+locks: venv-lab mirror ## relock every envs/*.yml with real conda against the mirror (writes envs/*.lock.txt)
 	$(VENV)/bin/python lab/locks.py
 
-lab: ## bring up the lab fleet and converge playbooks/site.yml on it (prints this and the previous run's time)
-	@start=$$(date +%s); $(MAKE) --no-print-directory lab-run || exit 1; \
-	took=$$(( $$(date +%s) - start )); prev=$$(cat build/make-lab.seconds 2>/dev/null || echo none); \
-	echo "$$took s" > build/make-lab.seconds; \
-	echo "make lab: done in $$took s (previous make lab: $$prev)"
+lab: ## bring up the lab fleet and converge playbooks/site.yml on it (prints each phase's time)
+	@lab/make-lab.sh
 
-# The lab image (debootstrap: mostly downloads) and the mirror (mostly CPU) are built side by side.
-setup: deps venv ## what make lab and make test need first: Debian packages, venv, lab image, mirror
-	@$(MAKE) --no-print-directory -j2 image mirror
+# The lab image (mmdebstrap: mostly downloads) is built beside the venv and the mirror (mostly CPU);
+# make lab does the same (lab/make-lab.sh), timing each.
+setup-lab: ## what make lab needs first: Debian packages, the venvs, lab image, mirror
+	@$(MAKE) --no-print-directory -j2 image mirror venv-lab
 
-lab-run: setup
-	$(VENV)/bin/python lab/lab.py up
-	$(VENV)/bin/python lab/lab.py converge playbooks/site.yml
+# The whole venv after the mirror: its editable installs and the mirror's wheels build in app/.
+setup: ## what make test needs first: the same (the image with the test tools), then the whole venv and every Debian package
+	@LAB_IMAGE_TEST_TOOLS=1 $(MAKE) --no-print-directory -j2 image mirror venv-lab
+	@$(MAKE) --no-print-directory -j2 venv deps
 
-lab-down: venv ## remove the lab fleet
+lab-down: venv-lab ## remove the lab fleet
 	$(VENV)/bin/python lab/lab.py down
 
-lab-status: venv ## show the lab hosts
+lab-status: venv-lab ## show the lab hosts
 	$(VENV)/bin/python lab/lab.py status
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff
@@ -102,7 +129,7 @@ app-env-test: deps venv mirror ## billing service tests inside the newest envs/t
 	$(VENV)/bin/python lab/app_env_test.py
 
 molecule: deps venv image mirror ## every Molecule scenario, one after the other
-	@export LAB_IMAGE=$$(LAB_ENGINE=podman $(VENV)/bin/python lab/lab.py image); passed=0; failed=0; skipped=0; \
+	@export LAB_IMAGE=$$(LAB_IMAGE_TEST_TOOLS=1 LAB_ENGINE=podman $(VENV)/bin/python lab/lab.py image); passed=0; failed=0; skipped=0; \
 	for s in $(MOLECULE_SCENARIOS); do \
 	  if [ -x molecule/$$s/precheck ] && ! reason=$$(molecule/$$s/precheck); then \
 	    echo "== molecule $$s: skipped: $$reason"; skipped=$$((skipped + 1)); continue; fi; \

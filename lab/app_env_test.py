@@ -70,7 +70,14 @@ def pip_section(spec_file: Path) -> list[str]:
 
 
 def requirement_pins(path: Path = REPO / "requirements.txt") -> dict[str, str]:
-    return {norm(m[1]): m[2] for ln in path.read_text().splitlines() if (m := re.match(r"([A-Za-z0-9_.-]+)==(\S+)", ln))}
+    """name -> version of every pin in path and in the files it includes (-r)."""
+    pins: dict[str, str] = {}
+    for ln in path.read_text().splitlines():
+        if m := re.match(r"-r\s+(\S+)", ln):
+            pins |= requirement_pins(path.parent / m[1])
+        elif m := re.match(r"([A-Za-z0-9_.-]+)==(\S+)", ln):
+            pins[norm(m[1])] = m[2]
+    return pins
 
 
 def sha256(path: Path) -> str:

@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 beside="${1:-docker}"; shift || true
 rest=("$@")
 # After the set-up, no phase remakes it: two mirror builds at once would race.
-after_setup=(make --no-print-directory -o deps -o venv -o setup -o image -o mirror)
+after_setup=(make --no-print-directory -o deps -o deps-lab -o venv -o venv-lab -o venv-mirror -o setup -o image -o mirror)
 logs=build/test-logs
 mkdir -p "$logs"
 export PHASE_LOG="$PWD/build/test-phases.tsv"

