@@ -9,10 +9,11 @@ VENV := .venv
 # The mirror's builders, in a venv of their own: make lab builds the mirror while .venv installs Ansible.
 MIRROR_VENV := .venv-mirror
 PYTHON ?= python3
-# Debian packages: what make lab needs, and what make test needs on top (the docker
+# Debian packages make test needs; make lab needs all but TEST_APT_PACKAGES (the docker
 # scenario's engine, the service's PostgreSQL tests).
-LAB_APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname uidmap slirp4netns mmdebstrap make git curl python3-venv
+APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname uidmap slirp4netns mmdebstrap make git curl python3-venv docker.io postgresql
 TEST_APT_PACKAGES := docker.io postgresql
+LAB_APT_PACKAGES := $(filter-out $(TEST_APT_PACKAGES),$(APT_PACKAGES))
 MOLECULE_SCENARIOS ?= docker fleet upstream
 # Real conda's source tarballs (offline mirror build); MIRROR_SOURCE=upstream fills
 # the mirror from the upstream hosts instead (a connected staging machine).
@@ -31,7 +32,7 @@ export CONTAINERS_CONF := $(CURDIR)/lab/podman/containers.conf
 export LAB_ENGINE ?= podman
 
 
-.PHONY: help deps deps-lab venv venv-lab venv-mirror setup setup-lab image mirror locks lab lab-down lab-status lint unit app-test app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
+.PHONY: help deps deps-lab venv venv-lab venv-mirror setup image mirror locks lab lab-down lab-status lint unit app-test app-env-test molecule test bench-app bench-rollup bench-conda bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -97,13 +98,10 @@ locks: venv-lab mirror ## relock every envs/*.yml with real conda against the mi
 lab: ## bring up the lab fleet and converge playbooks/site.yml on it (prints each phase's time)
 	@lab/make-lab.sh
 
-# The lab image (mmdebstrap: mostly downloads) is built beside the venv and the mirror (mostly CPU);
-# make lab does the same (lab/make-lab.sh), timing each.
-setup-lab: ## what make lab needs first: Debian packages, the venvs, lab image, mirror
-	@$(MAKE) --no-print-directory -j2 image mirror venv-lab
-
+# The lab image (mmdebstrap: mostly downloads) is built beside the venvs and the mirror (mostly
+# CPU); make lab does the same, timing each phase (lab/make-lab.sh).
 # The whole venv after the mirror: its editable installs and the mirror's wheels build in app/.
-setup: ## what make test needs first: the same (the image with the test tools), then the whole venv and every Debian package
+setup: ## what make test needs first: the lab image with the test tools, the mirror and the lab venvs, then the whole venv and every Debian package
 	@LAB_IMAGE_TEST_TOOLS=1 $(MAKE) --no-print-directory -j2 image mirror venv-lab
 	@$(MAKE) --no-print-directory -j2 venv deps
 
