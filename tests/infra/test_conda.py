@@ -85,3 +85,14 @@ def test_env_built_from_recorded_spec(host, name):
     host.check_output(f"{env}/bin/python -c 'import sqlalchemy, psycopg, gunicorn, alembic'")
     listed = json.loads(host.check_output(f"{CONDA} list -p {env} --json"))
     assert any(p["name"] == "psycopg-binary" and p["channel"] == "pypi" for p in listed)
+
+
+@pytest.mark.parametrize("name", sorted(ENVS))
+def test_env_modules_load_without_compiling(host, name):
+    """The services run as users who cannot write __pycache__ in an env: nothing they import may
+    need compiling first (conda compiles only noarch packages; the role compiles the rest)."""
+    python = f"{PREFIX}/envs/{name}/bin/python"
+    run = host.run(f"cd / && runuser -u nobody -- {python} -v -c 'import sqlalchemy, psycopg, flask, gunicorn, alembic, argparse, json'")
+    assert run.rc == 0, run.stderr
+    compiled = [line for line in run.stderr.splitlines() if line.startswith("# code object from ") and line.endswith(".py")]
+    assert compiled == [], f"{len(compiled)} modules compiled at import, e.g. {compiled[:3]}"
