@@ -69,12 +69,13 @@ def pip_section(spec_file: Path) -> list[str]:
     return [p for d in deps if isinstance(d, dict) for p in d.get("pip", [])]
 
 
-def requirement_pins(path: Path = REPO / "requirements.txt") -> dict[str, str]:
-    """name -> version of every pin in path and in the files it includes (-r)."""
+def requirement_pins(path: Path = REPO / "requirements.txt", includes: bool = True) -> dict[str, str]:
+    """name -> version of every pin in path and (includes) in the files it includes (-r)."""
     pins: dict[str, str] = {}
     for ln in path.read_text().splitlines():
         if m := re.match(r"-r\s+(\S+)", ln):
-            pins |= requirement_pins(path.parent / m[1])
+            if includes:
+                pins |= requirement_pins(path.parent / m[1])
         elif m := re.match(r"([A-Za-z0-9_.-]+)==(\S+)", ln):
             pins[norm(m[1])] = m[2]
     return pins
