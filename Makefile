@@ -14,7 +14,9 @@ PYTHON ?= python3
 APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname uidmap slirp4netns mmdebstrap make git curl python3-venv docker.io postgresql
 TEST_APT_PACKAGES := docker.io postgresql
 LAB_APT_PACKAGES := $(filter-out $(TEST_APT_PACKAGES),$(APT_PACKAGES))
-MOLECULE_SCENARIOS ?= docker fleet upstream
+MOLECULE_SCENARIOS ?= docker ha fleet upstream
+# make test runs these one after the other beside the rest (the fleet, the longest path).
+MOLECULE_BESIDE ?= docker ha
 # Real conda's source tarballs (offline mirror build); MIRROR_SOURCE=upstream fills
 # the mirror from the upstream hosts instead (a connected staging machine).
 CONDA_SRC ?= $(firstword $(wildcard ../shared/conda-src /work/shared/conda-src) ../shared/conda-src)
@@ -138,7 +140,7 @@ molecule: deps venv image mirror ## every Molecule scenario, one after the other
 	echo "molecule: $$passed passed, $$failed failed, $$skipped skipped"; [ $$failed -eq 0 ]
 
 test: ## everything CI runs; ends with each phase's wall time (budget: 30 min on 2 cores)
-	@lab/make-test.sh $(MOLECULE_SCENARIOS)
+	@lab/make-test.sh "$(filter $(MOLECULE_BESIDE),$(MOLECULE_SCENARIOS))" $(filter-out $(MOLECULE_BESIDE),$(MOLECULE_SCENARIOS))
 
 bench-app: deps venv ## billing service ingest/query benchmark (prints figures, ~7 min)
 	$(VENV)/bin/python app/bench/bench.py

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # `make test`: the set-up, then the fleet (and the other scenarios) in the
-# foreground while the docker scenario and after it the checks (lint, unit, the
-# service's tests in the shipped env) run in the background, each writing to
-# build/test-logs/ (printed when everything has ended).
+# foreground while the docker and ha scenarios and after them the checks (lint,
+# unit, the service's tests in the shipped env) run in the background, each
+# writing to build/test-logs/ (printed when everything has ended).
 # Ends with each phase's wall time, the sum of the phases and the real wall time.
 # Why so: the fleet is the longest path; an Ansible run keeps about half of two
 # cores busy (it waits on round trips), the checks about one core. The docker
 # scenario shares the machine with the fleet's converge, the checks with its
 # verify (about 45% busy); all three at once left the fleet's converge a third
 # of the machine.
-#   lab/make-test.sh [SCENARIO_IN_BACKGROUND [SCENARIO...]]
+#   lab/make-test.sh ["SCENARIOS IN THE BACKGROUND" [SCENARIO...]]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-beside="${1:-docker}"; shift || true
+beside="${1-docker}"; shift || true
 rest=("$@")
 # After the set-up, no phase remakes it: two mirror builds at once would race.
 after_setup=(make --no-print-directory -o deps -o deps-lab -o venv -o venv-lab -o venv-mirror -o setup -o image -o mirror)
@@ -30,11 +30,11 @@ finish() {
 
 lab/phase.sh run setup make --no-print-directory setup || finish 1
 
-echo "== in the background: molecule $beside (output in $logs/molecule-$beside.log), then the checks" \
+echo "== in the background: molecule ${beside:-(none)} (output in $logs/molecule-beside.log), then the checks" \
      "(lint, unit, app-env-test; output in $logs/checks.log); here: molecule ${rest[*]:-(none)}"
 (
   rc=0
-  "${after_setup[@]}" molecule MOLECULE_SCENARIOS="$beside" >"$logs/molecule-$beside.log" 2>&1 || rc=1
+  [ -z "$beside" ] || "${after_setup[@]}" molecule MOLECULE_SCENARIOS="$beside" >"$logs/molecule-beside.log" 2>&1 || rc=1
   for phase in lint unit app-env-test; do
     echo "== $phase"
     lab/phase.sh run "$phase" "${after_setup[@]}" "$phase" || { echo "== $phase: FAILED"; rc=1; break; }
@@ -45,7 +45,8 @@ background=$!
 rc=0
 [ "${#rest[@]}" -eq 0 ] || "${after_setup[@]}" molecule MOLECULE_SCENARIOS="${rest[*]}" || rc=1
 wait "$background" || rc=1
-for log in "$logs/molecule-$beside.log" "$logs/checks.log"; do
+for log in "$logs/molecule-beside.log" "$logs/checks.log"; do
+  [ -f "$log" ] || continue
   echo "== output of $log"
   cat "$log"
 done

@@ -1,0 +1,197 @@
+"""The database cluster of playbooks/db_cluster.yml under failure: a writer on the controller commits one row per
+transaction through libpq's multi-host routing (target_session_attrs=read-write) and counts every acknowledged commit;
+the drills kill the leader's postmaster, then stop the leader's host. After each, every acknowledged row is on the
+new leader (none lost), none is there twice, and the write outage (first failed to first successful commit) is
+printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+
+import psycopg
+
+ENGINE = os.environ.get("LAB_ENGINE", "podman")
+MEMBERS = ("tbh-db1", "tbh-db2", "tbh-db3")
+PASSWORD = "ha-superuser-secret"  # group_vars/db.yml
+OUTAGE_LIMIT = 30.0  # seconds; the aim (README) is 15
+
+
+def sh(container: str, command: str) -> str:
+    proc = subprocess.run([ENGINE, "exec", container, "sh", "-c", command], capture_output=True, text=True)
+    assert proc.returncode == 0, f"{container}: {command}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def address(container: str) -> str:
+    return subprocess.run([ENGINE, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                           container], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def cluster(via: str) -> dict:
+    with urllib.request.urlopen(f"http://{address(via)}:8008/cluster", timeout=3) as r:
+        return json.load(r)
+
+
+def wait_for(what: str, check, deadline_s: float = 90.0):
+    """Poll check() until it returns a truthy value; fail at the deadline with the last answer or error."""
+    deadline = time.monotonic() + deadline_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except Exception as exc:  # any error is retried until the deadline
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {deadline_s:.0f} s; last: {last!r}")
+
+
+def healthy_cluster(via: str, size: int) -> dict | None:
+    c = cluster(via)
+    members = c["members"]
+    running = [m for m in members if m["state"] in ("running", "streaming")]
+    leaders = [m for m in running if m["role"] == "leader"]
+    sync = [m for m in running if m["role"] == "sync_standby"]
+    return c if len(running) == size and len(leaders) == 1 and sync else None
+
+
+def leader(via: str) -> str:
+    return next(m["name"] for m in cluster(via)["members"] if m["role"] == "leader")
+
+
+class Writer(threading.Thread):
+    """One INSERT per transaction, ids 1, 2, 3...; an id is acknowledged when its commit returned, uncertain when the
+    connection failed with the commit possibly sent. Reconnects (libpq tries every host for a writable one)."""
+
+    def __init__(self, hosts: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.conninfo = (f"host={','.join(hosts)} port=5432 dbname=postgres user=postgres password={PASSWORD} "
+                         "target_session_attrs=read-write connect_timeout=2")
+        self.acked: list[int] = []
+        self.uncertain: list[int] = []
+        self.failures: list[tuple[float, str]] = []
+        self.successes: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.conninfo, autocommit=True)
+                n += 1
+                try:
+                    conn.execute("INSERT INTO drill (id) VALUES (%s)", (n,))
+                except psycopg.OperationalError:
+                    self.uncertain.append(n)
+                    raise
+                self.acked.append(n)
+                self.successes.append(time.monotonic())
+            except psycopg.Error as exc:
+                self.failures.append((time.monotonic(), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.2)
+        if conn is not None:
+            conn.close()
+
+    def acked_after(self, t: float) -> int:
+        return sum(1 for s in self.successes if s > t)
+
+    def outage(self, since: float) -> float:
+        """Seconds from the first failure after `since` to the first success after that failure (0 if none failed)."""
+        first_fail = next((t for t, _ in self.failures if t >= since), None)
+        if first_fail is None:
+            return 0.0
+        return next(s for s in self.successes if s > first_fail) - first_fail
+
+
+def drill(kill) -> None:
+    """Write, break the leader with kill(leader_name), write on until 200 commits after it, then compare."""
+    wait_for("a healthy cluster of three", lambda: healthy_cluster(MEMBERS[0], 3))
+    hosts = [address(m) for m in MEMBERS]
+    with psycopg.connect(Writer(hosts).conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS drill")
+        conn.execute("CREATE TABLE drill (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+    writer = Writer(hosts)
+    writer.start()
+    try:
+        wait_for("200 commits before the drill", lambda: len(writer.acked) >= 200)
+        old = leader(MEMBERS[0])
+        broke_at = time.monotonic()
+        kill(old)
+        wait_for("200 commits after the drill", lambda: writer.acked_after(broke_at) >= 200)
+    finally:
+        writer.stop.set()
+        writer.join(30)
+    with psycopg.connect(writer.conninfo, autocommit=True) as conn:
+        stored = [row[0] for row in conn.execute("SELECT id FROM drill ORDER BY id")]
+    acked, uncertain = set(writer.acked), set(writer.uncertain)
+    lost = sorted(acked - set(stored))
+    outage = writer.outage(broke_at)
+    print(f"\ndrill on leader {old}: {len(acked)} acknowledged, {len(stored)} stored, {len(uncertain)} uncertain "
+          f"(failed at commit), {len(writer.failures)} failed attempts; write outage {outage:.1f} s; "
+          f"first errors: {[e for _, e in writer.failures[:2]]}")
+    assert lost == [], f"{len(lost)} acknowledged rows lost, e.g. {lost[:5]}"
+    assert len(stored) == len(set(stored))
+    assert set(stored) <= acked | uncertain, f"rows nobody wrote: {sorted(set(stored) - acked - uncertain)[:5]}"
+    assert outage <= OUTAGE_LIMIT, f"write outage {outage:.1f} s > {OUTAGE_LIMIT:.0f} s"
+
+
+def test_cluster_has_a_leader_and_a_synchronous_standby():
+    c = wait_for("a healthy cluster of three", lambda: healthy_cluster(MEMBERS[0], 3))
+    roles = sorted(m["role"] for m in c["members"])
+    assert roles == ["leader", "replica", "sync_standby"], roles
+    config = json.loads(sh(MEMBERS[0], "curl -s http://127.0.0.1:8008/config"))
+    assert config["synchronous_mode"] is True and config["synchronous_mode_strict"] is True, config
+
+
+def test_etcd_refuses_a_client_without_a_certificate():
+    member = MEMBERS[0]
+    tls = "--cacert /etc/etcd/tls/ca.crt"
+    assert '"health":"true"' in sh(member, f"curl -s {tls} --cert /etc/etcd/tls/member.crt --key /etc/etcd/tls/member.key "
+                                           "https://127.0.0.1:2379/health")
+    refused = subprocess.run([ENGINE, "exec", member, "sh", "-c", f"curl -sS {tls} https://127.0.0.1:2379/health"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 or '"health":"true"' not in refused.stdout, refused.stdout
+
+
+def test_patroni_api_refuses_an_unauthenticated_change():
+    code = sh(MEMBERS[0], "curl -s -o /dev/null -w '%{http_code}' -X PATCH -d '{\"ttl\": 99}' http://127.0.0.1:8008/config")
+    assert code == "401", code
+
+
+def test_kill_9_of_the_leaders_postmaster_loses_no_acknowledged_commit():
+    def kill(name: str) -> None:
+        sh(name, "kill -9 $(head -1 /var/lib/postgresql/15/billing/postmaster.pid)")
+
+    drill(kill)
+
+
+def test_losing_the_leaders_host_loses_no_acknowledged_commit():
+    """The leader's container is killed (power off); the synchronous standby takes over. Then it is started again
+    and rejoins as a replica (pg_rewind)."""
+    stopped: list[str] = []
+
+    def kill(name: str) -> None:
+        subprocess.run([ENGINE, "kill", name], check=True, capture_output=True)
+        stopped.append(name)
+
+    try:
+        drill(kill)
+    finally:
+        for name in stopped:
+            subprocess.run([ENGINE, "start", name], check=True, capture_output=True)
+    survivor = next(m for m in MEMBERS if m not in stopped)
+    started = time.monotonic()
+    wait_for("the old leader back as a replica", lambda: healthy_cluster(survivor, 3), deadline_s=120)
+    print(f"old leader {stopped[0]} rejoined in {time.monotonic() - started:.1f} s")
