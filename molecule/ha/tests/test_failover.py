@@ -1,8 +1,8 @@
 """The database cluster of playbooks/db_cluster.yml under failure: a writer on the controller commits one row per
-transaction through libpq's multi-host routing (target_session_attrs=read-write) and counts every acknowledged commit;
-the drills kill the leader's postmaster, then stop the leader's host. After each, every acknowledged row is on the
-new leader (none lost), none is there twice, and the write outage (first failed to first successful commit) is
-printed."""
+transaction through the balancer (HAProxy routing to the Patroni leader) and counts every acknowledged commit; the
+drills kill the leader's postmaster, then kill the leader's host. After each, every acknowledged row is on the new
+leader (none lost), none is there twice, and the write outage (first failed to first successful commit) and the time
+to a new leader are printed."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import psycopg
 
 ENGINE = os.environ.get("LAB_ENGINE", "podman")
 MEMBERS = ("tbh-db1", "tbh-db2", "tbh-db3")
+BALANCER = "tbh-lb"
 PASSWORD = "ha-superuser-secret"  # group_vars/db.yml
 OUTAGE_LIMIT = 30.0  # seconds; the aim (README) is 15
 
@@ -62,18 +63,22 @@ def healthy_cluster(via: str, size: int) -> dict | None:
     return c if len(running) == size and len(leaders) == 1 and sync else None
 
 
+def conninfo(port: int) -> str:
+    return (f"host={address(BALANCER)} port={port} dbname=postgres user=postgres password={PASSWORD} "
+            "connect_timeout=2")
+
+
 def leader(via: str) -> str:
     return next(m["name"] for m in cluster(via)["members"] if m["role"] == "leader")
 
 
 class Writer(threading.Thread):
     """One INSERT per transaction, ids 1, 2, 3...; an id is acknowledged when its commit returned, uncertain when the
-    connection failed with the commit possibly sent. Reconnects (libpq tries every host for a writable one)."""
+    connection failed with the commit possibly sent. Reconnects through the balancer after any error."""
 
-    def __init__(self, hosts: list[str]) -> None:
+    def __init__(self, port: int = 5432) -> None:
         super().__init__(daemon=True)
-        self.conninfo = (f"host={','.join(hosts)} port=5432 dbname=postgres user=postgres password={PASSWORD} "
-                         "target_session_attrs=read-write connect_timeout=2")
+        self.conninfo = conninfo(port)
         self.acked: list[int] = []
         self.uncertain: list[int] = []
         self.failures: list[tuple[float, str]] = []
@@ -115,20 +120,24 @@ class Writer(threading.Thread):
         return next(s for s in self.successes if s > first_fail) - first_fail
 
 
-def drill(kill) -> None:
+def drill(kill, new_leader: bool) -> None:
     """Write, break the leader with kill(leader_name), write on until 200 commits after it, then compare."""
     wait_for("a healthy cluster of three", lambda: healthy_cluster(MEMBERS[0], 3))
-    hosts = [address(m) for m in MEMBERS]
-    with psycopg.connect(Writer(hosts).conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo(5432), autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS drill")
         conn.execute("CREATE TABLE drill (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
-    writer = Writer(hosts)
+    writer = Writer()
     writer.start()
     try:
         wait_for("200 commits before the drill", lambda: len(writer.acked) >= 200)
         old = leader(MEMBERS[0])
         broke_at = time.monotonic()
         kill(old)
+        took = "not asked"
+        if new_leader:
+            survivor = next(m for m in MEMBERS if m != old)
+            wait_for("a new leader", lambda: leader(survivor) != old)
+            took = f"{time.monotonic() - broke_at:.1f} s"
         wait_for("200 commits after the drill", lambda: writer.acked_after(broke_at) >= 200)
     finally:
         writer.stop.set()
@@ -139,7 +148,8 @@ def drill(kill) -> None:
     lost = sorted(acked - set(stored))
     outage = writer.outage(broke_at)
     print(f"\ndrill on leader {old}: {len(acked)} acknowledged, {len(stored)} stored, {len(uncertain)} uncertain "
-          f"(failed at commit), {len(writer.failures)} failed attempts; write outage {outage:.1f} s; "
+          f"(failed at commit), {len(writer.failures)} failed attempts; write outage {outage:.1f} s, a new leader "
+          f"after {took}; "
           f"first errors: {[e for _, e in writer.failures[:2]]}")
     assert lost == [], f"{len(lost)} acknowledged rows lost, e.g. {lost[:5]}"
     assert len(stored) == len(set(stored))
@@ -165,6 +175,13 @@ def test_etcd_refuses_a_client_without_a_certificate():
     assert refused.returncode != 0 or '"health":"true"' not in refused.stdout, refused.stdout
 
 
+def test_reads_go_to_a_replica_and_writes_to_the_leader():
+    with psycopg.connect(conninfo(5433), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    with psycopg.connect(conninfo(5432), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+
+
 def test_patroni_api_refuses_an_unauthenticated_change():
     code = sh(MEMBERS[0], "curl -s -o /dev/null -w '%{http_code}' -X PATCH -d '{\"ttl\": 99}' http://127.0.0.1:8008/config")
     assert code == "401", code
@@ -174,7 +191,7 @@ def test_kill_9_of_the_leaders_postmaster_loses_no_acknowledged_commit():
     def kill(name: str) -> None:
         sh(name, "kill -9 $(head -1 /var/lib/postgresql/15/billing/postmaster.pid)")
 
-    drill(kill)
+    drill(kill, new_leader=False)
 
 
 def test_losing_the_leaders_host_loses_no_acknowledged_commit():
@@ -187,7 +204,7 @@ def test_losing_the_leaders_host_loses_no_acknowledged_commit():
         stopped.append(name)
 
     try:
-        drill(kill)
+        drill(kill, new_leader=True)
     finally:
         for name in stopped:
             subprocess.run([ENGINE, "start", name], check=True, capture_output=True)
