@@ -1,11 +1,12 @@
 """The database cluster of playbooks/db_cluster.yml under failure: a writer on the controller commits one row per
-transaction through the balancer (HAProxy routing to the Patroni leader) and counts every acknowledged commit; the
-drills kill the leader's postmaster, then kill the leader's host. After each, every acknowledged row is on the new
-leader (none lost), none is there twice, and the write outage (first failed to first successful commit) and the time
-to a new leader are printed."""
+transaction through the balancers' floating address (keepalived; HAProxy routing to the Patroni leader) and counts
+every acknowledged commit; the drills kill the leader's postmaster, kill the leader's host, and kill the balancer that
+holds the address. After each, every acknowledged row is on the leader (none lost), none is there twice, and the write
+outage (first failed to first successful commit) and the time to a new leader are printed."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -17,20 +18,26 @@ import psycopg
 
 ENGINE = os.environ.get("LAB_ENGINE", "podman")
 MEMBERS = ("tbh-db1", "tbh-db2", "tbh-db3")
-BALANCER = "tbh-lb"
+BALANCERS = ("tbh-lb1", "tbh-lb2")
 PASSWORD = "ha-superuser-secret"  # group_vars/db.yml
 OUTAGE_LIMIT = 30.0  # seconds; the aim (README) is 15
 
 
-def sh(container: str, command: str) -> str:
+def sh(container: str, command: str, check: bool = True) -> str:
     proc = subprocess.run([ENGINE, "exec", container, "sh", "-c", command], capture_output=True, text=True)
-    assert proc.returncode == 0, f"{container}: {command}: {proc.stderr}"
+    assert proc.returncode == 0 or not check, f"{container}: {command}: {proc.stderr}"
     return proc.stdout.strip()
 
 
 def address(container: str) -> str:
     return subprocess.run([ENGINE, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
                            container], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@functools.cache
+def vip() -> str:
+    """The balancers' floating address: .250 of their network (group_vars/lb.yml), read while both run."""
+    return address(BALANCERS[0]).rsplit(".", 1)[0] + ".250"
 
 
 def cluster(via: str) -> dict:
@@ -64,7 +71,7 @@ def healthy_cluster(via: str, size: int) -> dict | None:
 
 
 def conninfo(port: int) -> str:
-    return (f"host={address(BALANCER)} port={port} dbname=postgres user=postgres password={PASSWORD} "
+    return (f"host={vip()} port={port} dbname=postgres user=postgres password={PASSWORD} "
             "connect_timeout=2")
 
 
@@ -212,3 +219,25 @@ def test_losing_the_leaders_host_loses_no_acknowledged_commit():
     started = time.monotonic()
     wait_for("the old leader back as a replica", lambda: healthy_cluster(survivor, 3), deadline_s=120)
     print(f"old leader {stopped[0]} rejoined in {time.monotonic() - started:.1f} s")
+
+
+def holder() -> str | None:
+    """The balancer that has the floating address on its interface (of those running)."""
+    floating = vip()
+    held = [b for b in BALANCERS if f"inet {floating}/" in sh(b, "ip -o -4 addr show", check=False)]
+    assert len(held) <= 1, f"the floating address is on {held}"
+    return held[0] if held else None
+
+
+def test_losing_the_balancer_with_the_address_loses_no_acknowledged_commit():
+    """The balancer holding the floating address is killed; the other takes the address over. Then it is started
+    again."""
+    first = wait_for("a balancer holding the floating address", holder)
+    try:
+        drill(lambda _leader: subprocess.run([ENGINE, "kill", first], check=True, capture_output=True),
+              new_leader=False)
+        assert holder() not in (None, first)
+    finally:
+        subprocess.run([ENGINE, "start", first], check=True, capture_output=True)
+    wait_for(f"{first} back with HAProxy and keepalived", lambda: sh(first, "systemctl is-active haproxy keepalived")
+             == "active\nactive")
