@@ -6,133 +6,31 @@ outage (first failed to first successful commit) and the time to a new leader ar
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import subprocess
-import threading
 import time
-import urllib.request
 
 import psycopg
-
-ENGINE = os.environ.get("LAB_ENGINE", "podman")
-MEMBERS = ("tbh-db1", "tbh-db2", "tbh-db3")
-BALANCERS = ("tbh-lb1", "tbh-lb2")
-PASSWORD = "ha-superuser-secret"  # group_vars/db.yml
-OUTAGE_LIMIT = 30.0  # seconds; the aim (README) is 15
-
-
-def sh(container: str, command: str, check: bool = True) -> str:
-    proc = subprocess.run([ENGINE, "exec", container, "sh", "-c", command], capture_output=True, text=True)
-    assert proc.returncode == 0 or not check, f"{container}: {command}: {proc.stderr}"
-    return proc.stdout.strip()
-
-
-def address(container: str) -> str:
-    return subprocess.run([ENGINE, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                           container], capture_output=True, text=True, check=True).stdout.strip()
-
-
-@functools.cache
-def vip() -> str:
-    """The balancers' floating address: .250 of their network (group_vars/lb.yml), read while both run."""
-    return address(BALANCERS[0]).rsplit(".", 1)[0] + ".250"
-
-
-def cluster(via: str) -> dict:
-    with urllib.request.urlopen(f"http://{address(via)}:8008/cluster", timeout=3) as r:
-        return json.load(r)
-
-
-def wait_for(what: str, check, deadline_s: float = 90.0):
-    """Poll check() until it returns a truthy value; fail at the deadline with the last answer or error."""
-    deadline = time.monotonic() + deadline_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except Exception as exc:  # any error is retried until the deadline
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {deadline_s:.0f} s; last: {last!r}")
-
-
-def healthy_cluster(via: str, size: int) -> dict | None:
-    c = cluster(via)
-    members = c["members"]
-    running = [m for m in members if m["state"] in ("running", "streaming")]
-    leaders = [m for m in running if m["role"] == "leader"]
-    sync = [m for m in running if m["role"] == "sync_standby"]
-    return c if len(running) == size and len(leaders) == 1 and sync else None
-
-
-def conninfo(port: int) -> str:
-    return (f"host={vip()} port={port} dbname=postgres user=postgres password={PASSWORD} "
-            "connect_timeout=2")
-
-
-def leader(via: str) -> str:
-    return next(m["name"] for m in cluster(via)["members"] if m["role"] == "leader")
-
-
-class Writer(threading.Thread):
-    """One INSERT per transaction, ids 1, 2, 3...; an id is acknowledged when its commit returned, uncertain when the
-    connection failed with the commit possibly sent. Reconnects through the balancer after any error."""
-
-    def __init__(self, port: int = 5432) -> None:
-        super().__init__(daemon=True)
-        self.conninfo = conninfo(port)
-        self.acked: list[int] = []
-        self.uncertain: list[int] = []
-        self.failures: list[tuple[float, str]] = []
-        self.successes: list[float] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        conn = None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = psycopg.connect(self.conninfo, autocommit=True)
-                n += 1
-                try:
-                    conn.execute("INSERT INTO drill (id) VALUES (%s)", (n,))
-                except psycopg.OperationalError:
-                    self.uncertain.append(n)
-                    raise
-                self.acked.append(n)
-                self.successes.append(time.monotonic())
-            except psycopg.Error as exc:
-                self.failures.append((time.monotonic(), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.2)
-        if conn is not None:
-            conn.close()
-
-    def acked_after(self, t: float) -> int:
-        return sum(1 for s in self.successes if s > t)
-
-    def outage(self, since: float) -> float:
-        """Seconds from the first failure after `since` to the first success after that failure (0 if none failed)."""
-        first_fail = next((t for t, _ in self.failures if t >= since), None)
-        if first_fail is None:
-            return 0.0
-        return next(s for s in self.successes if s > first_fail) - first_fail
+from hadrill import (
+    BALANCERS,
+    ENGINE,
+    MEMBERS,
+    OUTAGE_LIMIT,
+    Writer,
+    conninfo,
+    healthy_cluster,
+    leader,
+    new_table,
+    stored_ids,
+    vip,
+    wait_for,
+)
+from labrun import sh
 
 
 def drill(kill, new_leader: bool) -> None:
     """Write, break the leader with kill(leader_name), write on until 200 commits after it, then compare."""
-    wait_for("a healthy cluster of three", lambda: healthy_cluster(MEMBERS[0], 3))
-    with psycopg.connect(conninfo(5432), autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS drill")
-        conn.execute("CREATE TABLE drill (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+    new_table()
     writer = Writer()
     writer.start()
     try:
@@ -149,15 +47,16 @@ def drill(kill, new_leader: bool) -> None:
     finally:
         writer.stop.set()
         writer.join(30)
-    with psycopg.connect(writer.conninfo, autocommit=True) as conn:
-        stored = [row[0] for row in conn.execute("SELECT id FROM drill ORDER BY id")]
+    stored = stored_ids()
     acked, uncertain = set(writer.acked), set(writer.uncertain)
     lost = sorted(acked - set(stored))
     outage = writer.outage(broke_at)
-    print(f"\ndrill on leader {old}: {len(acked)} acknowledged, {len(stored)} stored, {len(uncertain)} uncertain "
-          f"(failed at commit), {len(writer.failures)} failed attempts; write outage {outage:.1f} s, a new leader "
-          f"after {took}; "
-          f"first errors: {[e for _, e in writer.failures[:2]]}")
+    print(
+        f"\ndrill on leader {old}: {len(acked)} acknowledged, {len(stored)} stored, {len(uncertain)} uncertain "
+        f"(failed at commit), {len(writer.failures)} failed attempts; write outage {outage:.1f} s, a new leader "
+        f"after {took}; "
+        f"first errors: {[e for _, e in writer.failures[:2]]}"
+    )
     assert lost == [], f"{len(lost)} acknowledged rows lost, e.g. {lost[:5]}"
     assert len(stored) == len(set(stored))
     assert set(stored) <= acked | uncertain, f"rows nobody wrote: {sorted(set(stored) - acked - uncertain)[:5]}"
@@ -175,10 +74,8 @@ def test_cluster_has_a_leader_and_a_synchronous_standby():
 def test_etcd_refuses_a_client_without_a_certificate():
     member = MEMBERS[0]
     tls = "--cacert /etc/etcd/tls/ca.crt"
-    assert '"health":"true"' in sh(member, f"curl -s {tls} --cert /etc/etcd/tls/member.crt --key /etc/etcd/tls/member.key "
-                                           "https://127.0.0.1:2379/health")
-    refused = subprocess.run([ENGINE, "exec", member, "sh", "-c", f"curl -sS {tls} https://127.0.0.1:2379/health"],
-                             capture_output=True, text=True)
+    assert '"health":"true"' in sh(member, f"curl -s {tls} --cert /etc/etcd/tls/member.crt --key /etc/etcd/tls/member.key https://127.0.0.1:2379/health")
+    refused = subprocess.run([ENGINE, "exec", member, "sh", "-c", f"curl -sS {tls} https://127.0.0.1:2379/health"], capture_output=True, text=True)
     assert refused.returncode != 0 or '"health":"true"' not in refused.stdout, refused.stdout
 
 
@@ -234,10 +131,8 @@ def test_losing_the_balancer_with_the_address_loses_no_acknowledged_commit():
     again."""
     first = wait_for("a balancer holding the floating address", holder)
     try:
-        drill(lambda _leader: subprocess.run([ENGINE, "kill", first], check=True, capture_output=True),
-              new_leader=False)
+        drill(lambda _leader: subprocess.run([ENGINE, "kill", first], check=True, capture_output=True), new_leader=False)
         assert holder() not in (None, first)
     finally:
         subprocess.run([ENGINE, "start", first], check=True, capture_output=True)
-    wait_for(f"{first} back with HAProxy and keepalived", lambda: sh(first, "systemctl is-active haproxy keepalived")
-             == "active\nactive")
+    wait_for(f"{first} back with HAProxy and keepalived", lambda: sh(first, "systemctl is-active haproxy keepalived") == "active\nactive")
