@@ -25,7 +25,7 @@ from hadrill import (
     vip,
     wait_for,
 )
-from labrun import sh
+from labrun import playbook, sh
 
 
 def drill(kill, new_leader: bool) -> None:
@@ -136,3 +136,17 @@ def test_losing_the_balancer_with_the_address_loses_no_acknowledged_commit():
     finally:
         subprocess.run([ENGINE, "start", first], check=True, capture_output=True)
     wait_for(f"{first} back with HAProxy and keepalived", lambda: sh(first, "systemctl is-active haproxy keepalived") == "active\nactive")
+
+
+def test_planned_switchover_loses_no_acknowledged_commit():
+    """playbooks/db_switchover.yml under the writer: the synchronous standby becomes the leader. The writer's
+    connection to the old leader is cut at the switch, so its next commit fails once and is retried: the outage is
+    printed (a service retrying within its deadline would hide it)."""
+    rc, out, _ = playbook("db_switchover.yml", "-e", "switchover_candidate=tbh-lb1")
+    assert rc != 0 and "is not a running replica" in out, out[-2000:]
+
+    def switch(_old: str) -> None:
+        rc, out, _ = playbook("db_switchover.yml")
+        assert rc == 0, out[-3000:]
+
+    drill(switch, new_leader=True)
