@@ -66,7 +66,11 @@ def healthy_cluster(via: str, size: int) -> dict | None:
 
 
 def conninfo(port: int) -> str:
-    return f"host={vip()} port={port} dbname=postgres user=postgres password={PASSWORD} connect_timeout=2"
+    # tcp_user_timeout: a session whose packets go nowhere (its balancer lost the address) fails instead of hanging.
+    return (
+        f"host={vip()} port={port} dbname=postgres user=postgres password={PASSWORD} connect_timeout=2 "
+        "keepalives=1 keepalives_idle=2 keepalives_interval=1 keepalives_count=3 tcp_user_timeout=5000"
+    )
 
 
 def leader(via: str) -> str:

@@ -45,10 +45,17 @@ def stored_totals() -> dict[tuple[str, str], int]:
     return {(customer, model): int(tokens) for customer, model, tokens in rows}
 
 
+def leader_reachable() -> bool:
+    """The balancers have taken the new leader in (Patroni may report it healthy a check interval earlier)."""
+    with psycopg.connect(conninfo(5432), autocommit=True) as conn:
+        return conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
+
+
 def restore(*extra: str) -> tuple[int, str, float]:
     rc, out, took = playbook("restore.yml", *extra)
     assert rc == 0, out[-3000:]
     wait_for("a healthy cluster of three after the restore", lambda: healthy_cluster(MEMBERS[0], 3), deadline_s=120)
+    wait_for("the leader through the floating address", leader_reachable)
     return rc, out, took
 
 
