@@ -22,13 +22,24 @@ export PHASE_LOG="$PWD/build/test-phases.tsv"
 : >"$PHASE_LOG"
 start=$(date +%s)
 
+# CI shows only the end of the output: when something failed, the lines that say
+# what (pytest's summary, Ansible's fatal results, failed phases) come last.
+failures() {
+  echo "make test: what failed"
+  grep -h -E -A6 '^fatal: \[|^failed: \[' "$logs"/*.log | grep -v '^--$' | tail -n 40
+  grep -h -E '^E  ' "$logs"/*.log | head -n 30
+  grep -h -E '^(FAILED|ERROR) |^== .*FAILED' "$logs"/*.log | head -n 40
+}
+
 finish() {
+  [ "$1" -eq 0 ] || failures
   echo "make test: wall time per phase"
   TEST_WALL_SECONDS=$(( $(date +%s) - start )) lab/phase.sh table
   exit "$1"
 }
 
-lab/phase.sh run setup make --no-print-directory setup || finish 1
+rm -f "$logs"/*.log
+lab/phase.sh run setup make --no-print-directory setup 2>&1 | tee "$logs/setup.log" || finish 1
 
 echo "== in the background: molecule ${beside:-(none)} (output in $logs/molecule-beside.log), then the checks" \
      "(lint, unit, app-env-test; output in $logs/checks.log); here: molecule ${rest[*]:-(none)}"
@@ -43,7 +54,7 @@ echo "== in the background: molecule ${beside:-(none)} (output in $logs/molecule
 ) &
 background=$!
 rc=0
-[ "${#rest[@]}" -eq 0 ] || "${after_setup[@]}" molecule MOLECULE_SCENARIOS="${rest[*]}" || rc=1
+[ "${#rest[@]}" -eq 0 ] || "${after_setup[@]}" molecule MOLECULE_SCENARIOS="${rest[*]}" 2>&1 | tee "$logs/molecule.log" || rc=1
 wait "$background" || rc=1
 for log in "$logs/molecule-beside.log" "$logs/checks.log"; do
   [ -f "$log" ] || continue
