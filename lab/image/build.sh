@@ -113,7 +113,8 @@ done
 rm -f "$rootfs"/var/cache/apt/archives/*.deb
 # The server packages the roles install are here so that a converge does not wait
 # on apt; none runs until the role that owns it enables it on its host.
-chroot "$rootfs" systemctl disable --quiet postgresql.service nginx.service haproxy.service
+chroot "$rootfs" systemctl disable --quiet postgresql.service nginx.service haproxy.service \
+  etcd.service patroni.service pgbackrest.service keepalived.service
 
 # A deploy user with passwordless sudo and the lab key, as on a real fleet; key
 # logins only. pam_loginuid cannot write in an unprivileged container.

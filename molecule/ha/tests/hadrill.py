@@ -29,6 +29,31 @@ def address(container: str) -> str:
     ).stdout.strip()
 
 
+NETWORK = "tbh-net"  # molecule.yml
+
+
+def power_off(container: str) -> str:
+    """Kill a host's container (a power cut); returns its address for power_on."""
+    kept = address(container)
+    subprocess.run([ENGINE, "kill", container], check=True, capture_output=True)
+    return kept
+
+
+def power_on(container: str, kept: str) -> None:
+    """Start a killed host again at the address it had, as a real host comes back: podman would hand the container
+    a new one, and the balancers' HAProxy resolved the old one at its start (a restore to that host then found no
+    server up for 90 s)."""
+    for args in (
+        ["wait", container],
+        ["container", "cleanup", container],
+        ["network", "disconnect", NETWORK, container],
+        ["network", "connect", "--ip", kept, NETWORK, container],
+        ["start", container],
+    ):
+        subprocess.run([ENGINE, *args], check=True, capture_output=True)
+    assert address(container) == kept, f"{container} came back at {address(container)}, not {kept}"
+
+
 @functools.cache
 def vip() -> str:
     """The balancers' floating address: .250 of their network (group_vars/lb.yml), read while both run."""

@@ -17,10 +17,13 @@ from hadrill import (
     MEMBERS,
     OUTAGE_LIMIT,
     Writer,
+    address,
     conninfo,
     healthy_cluster,
     leader,
     new_table,
+    power_off,
+    power_on,
     stored_ids,
     vip,
     wait_for,
@@ -101,21 +104,20 @@ def test_kill_9_of_the_leaders_postmaster_loses_no_acknowledged_commit():
 def test_losing_the_leaders_host_loses_no_acknowledged_commit():
     """The leader's container is killed (power off); the synchronous standby takes over. Then it is started again
     and rejoins as a replica (pg_rewind)."""
-    stopped: list[str] = []
+    stopped: dict[str, str] = {}
 
     def kill(name: str) -> None:
-        subprocess.run([ENGINE, "kill", name], check=True, capture_output=True)
-        stopped.append(name)
+        stopped[name] = power_off(name)
 
     try:
         drill(kill, new_leader=True)
     finally:
-        for name in stopped:
-            subprocess.run([ENGINE, "start", name], check=True, capture_output=True)
+        for name, kept in stopped.items():
+            power_on(name, kept)
     survivor = next(m for m in MEMBERS if m not in stopped)
     started = time.monotonic()
     wait_for("the old leader back as a replica", lambda: healthy_cluster(survivor, 3), deadline_s=120)
-    print(f"old leader {stopped[0]} rejoined in {time.monotonic() - started:.1f} s")
+    print(f"old leader {next(iter(stopped))} rejoined in {time.monotonic() - started:.1f} s")
 
 
 def holder() -> str | None:
@@ -131,12 +133,13 @@ def test_losing_the_balancer_with_the_address_loses_no_acknowledged_commit():
     again and does not take the address back (nopreempt: that would cut every session a second time)."""
     first = wait_for("a balancer holding the floating address", holder)
     survivor = None
+    kept = address(first)
     try:
-        drill(lambda _leader: subprocess.run([ENGINE, "kill", first], check=True, capture_output=True), new_leader=False)
+        drill(lambda _leader: power_off(first), new_leader=False)
         survivor = holder()
         assert survivor not in (None, first)
     finally:
-        subprocess.run([ENGINE, "start", first], check=True, capture_output=True)
+        power_on(first, kept)
     wait_for(f"{first} back with HAProxy and keepalived", lambda: sh(first, "systemctl is-active haproxy keepalived") == "active\nactive")
     assert holder() == survivor
 
