@@ -132,3 +132,56 @@ def _months() -> tuple[object, object]:
 
     m = add_months(month_start(datetime.now(UTC)), -2)
     return m, add_months(m, 1)
+
+
+def test_a_read_only_server_answers_503_and_its_connections_are_dropped(
+    pg_cluster: PgCluster,
+) -> None:
+    """A database leader demoted by a failover, reached before the balancers moved: every
+    write meets PostgreSQL's read-only error (SQLSTATE 25006). The service answers 503 with
+    nothing stored and drops the connections, so that once the address leads to a writable
+    server the resend is stored (a kept pooled connection would go on failing)."""
+    import psycopg
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from token_billing.db import is_unavailable_error
+
+    from .tb_testlib import _new_pg_database
+
+    url = _new_pg_database(pg_cluster)
+    name = make_url(url).database
+    settings = make_settings(url, retry_after_seconds="3")
+    engine = make_engine(settings)
+    keys = provision(engine, settings)
+    engine.dispose()
+
+    def read_only(on: bool) -> None:
+        setting = "default_transaction_read_only"
+        change = f"SET {setting} = on" if on else f"RESET {setting}"
+        with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" {change}')
+
+    read_only(True)
+    app = create_app(settings, engine)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {keys['ingest']}"}
+    env = Env(app, client, engine, settings, {}, headers, {}, keys, *_months())
+    batch = [env.event(f"read-only-{i}") for i in range(5)]
+    r = env.post(batch)
+    assert r.status_code == 503, r.get_json()
+    assert r.headers["Retry-After"] == "3"
+    assert r.get_json()["error"]["code"] == "database_unavailable"
+    assert env.count_events() == 0  # reads work there
+    # a write through the engine: every connection made before it is dropped
+    with pytest.raises(Exception) as caught, engine.begin() as conn:
+        conn.execute(text("CREATE TABLE read_only_probe (x int)"))
+    assert is_unavailable_error(caught.value), caught.value
+
+    read_only(False)
+    r = env.post(batch)
+    assert r.status_code == 200 and r.get_json()["accepted"] == 5, r.get_json()
+    assert env.count_events() == 5
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE read_only_probe (x int)"))
+    engine.dispose()

@@ -35,7 +35,16 @@ def make_engine(settings: Settings, **overrides: Any) -> Engine:
         },
     }
     kwargs.update(overrides)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "handle_error")
+    def _read_only_is_a_disconnect(context: Any) -> None:
+        # The server this pooled connection reaches is a replica now: drop the pool's
+        # connections, so that the next ones go through the balancer to the new leader.
+        if is_read_only_error(context.original_exception):
+            context.is_disconnect = True
+
+    return engine
 
 
 def _sqlite_engine(settings: Settings, **overrides: Any) -> Engine:
@@ -87,9 +96,18 @@ def _psycopg_errors() -> tuple[type[BaseException], ...]:
 _PSYCOPG_UNAVAILABLE = _psycopg_errors()
 
 
+def is_read_only_error(exc: BaseException) -> bool:
+    """PostgreSQL's SQLSTATE 25006: a write reached a server that is read-only, a leader
+    demoted by a failover or switchover before the balancers moved (-> 503, reconnect)."""
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    return getattr(orig, "sqlstate", None) == "25006"
+
+
 def is_unavailable_error(exc: BaseException) -> bool:
     """True when the error means 'the database cannot be reached right now' (-> 503)."""
     if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted
+        return True
+    if is_read_only_error(exc):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:

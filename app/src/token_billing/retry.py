@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from . import metrics
-from .db import is_retryable_conflict
+from .db import is_read_only_error, is_retryable_conflict
 
 T = TypeVar("T")
 ATTEMPTS = 3
@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 def is_retryable(exc: BaseException) -> bool:
     """Deadlock or serialization failure; prices changed under the batch (StaleBook);
-    a dead pooled connection on the PostgreSQL hot path (it has no pre-ping)."""
+    a dead pooled connection on the PostgreSQL hot path (it has no pre-ping), or one
+    that reached a demoted leader (dropped: the retry connects anew)."""
     from .storage.common import StaleBook
 
-    if isinstance(exc, StaleBook) or is_retryable_conflict(exc):
+    if isinstance(exc, StaleBook) or is_retryable_conflict(exc) or is_read_only_error(exc):
         return True
     try:
         import psycopg

@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 
 from ..config import Settings
-from ..db import make_engine
+from ..db import is_read_only_error, make_engine
 from ..pricing import PriceBook
 from ..validation import Event
 from .common import (
@@ -194,9 +194,13 @@ class PgStore:
                         )
                     cur.execute("COMMIT")
                 result = c_ins.fetchall() if rows else c_guard.fetchall()
-            except BaseException:
+            except BaseException as exc:
                 if raw.closed or raw.broken:
                     sa_conn.invalidate()
+                elif is_read_only_error(exc):
+                    # a demoted leader: every pooled connection reaches it
+                    sa_conn.invalidate()
+                    self.hot_engine.dispose()
                 else:
                     raw.rollback()
                 raise
