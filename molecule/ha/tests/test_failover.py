@@ -28,7 +28,7 @@ from hadrill import (
     vip,
     wait_for,
 )
-from labrun import playbook, sh
+from labrun import changed_total, playbook, sh
 
 
 def drill(kill, new_leader: bool) -> None:
@@ -156,3 +156,23 @@ def test_planned_switchover_loses_no_acknowledged_commit():
         assert rc == 0, out[-3000:]
 
     drill(switch, new_leader=True)
+
+
+def test_rolling_restart_of_every_member_loses_no_acknowledged_commit():
+    """playbooks/db_upgrade.yml -e patroni_upgrade_restart=true under the writer (the lab's apt sources have nothing
+    newer than the image, so the drill takes the upgrade's restart path on its own): the replicas restart one at a
+    time, then the leader after a switchover to the synchronous standby; every member runs a new postmaster. A rerun
+    with nothing to upgrade changes and restarts nothing."""
+    postmaster = "head -1 /var/lib/postgresql/15/billing/postmaster.pid"
+    before = {m: sh(m, postmaster) for m in MEMBERS}
+
+    def upgrade(_old: str) -> None:
+        rc, out, _ = playbook("db_upgrade.yml", "-e", "patroni_upgrade_restart=true")
+        assert rc == 0, out[-3000:]
+
+    drill(upgrade, new_leader=True)
+    after = {m: sh(m, postmaster) for m in MEMBERS}
+    assert all(after[m] != before[m] for m in MEMBERS), (before, after)
+    rc, out, _ = playbook("db_upgrade.yml")
+    assert rc == 0 and changed_total(out) == 0, out[-3000:]
+    assert {m: sh(m, postmaster) for m in MEMBERS} == after

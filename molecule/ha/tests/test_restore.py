@@ -11,10 +11,11 @@ import json
 import time
 
 import psycopg
-from hadrill import BACKUP, MEMBERS, Writer, conninfo, healthy_cluster, leader, new_table, stored_ids, totals, wait_for
+from hadrill import BACKUP, BALANCERS, MEMBERS, Writer, conninfo, healthy_cluster, leader, new_table, stored_ids, totals, wait_for
 from labrun import playbook, sh
 
 ARCHIVE_TIMEOUT = 10  # group_vars/db.yml patroni_archive_timeout
+LOCK_HOST, LOCK = BALANCERS[0], "/var/lib/fleet-lock/change"  # roles/fleet_lock: on the first balancer
 
 
 def pgbackrest(command: str) -> str:
@@ -54,6 +55,7 @@ def leader_reachable() -> bool:
 def restore(*extra: str) -> tuple[int, str, float]:
     rc, out, took = playbook("restore.yml", *extra)
     assert rc == 0, out[-3000:]
+    assert sh(LOCK_HOST, f"test -e {LOCK} && echo held || echo free") == "free"
     wait_for("a healthy cluster of three after the restore", lambda: healthy_cluster(MEMBERS[0], 3), deadline_s=120)
     wait_for("the leader through the floating address", leader_reachable)
     return rc, out, took
@@ -83,6 +85,14 @@ def test_a_target_outside_the_repository_is_refused_before_anything_stops():
     ):
         rc, out, _ = playbook("restore.yml", "-e", f"restore_target_time='{target}'")
         assert rc != 0 and says in out, out[-2000:]
+    # another change (a deploy, here by hand) holds the fleet lock: no restore
+    holder = json.dumps({"id": "drill", "who": "ops@laptop", "what": "deploy of v9", "since": "2026-12-07T00:00:00Z"})
+    sh(LOCK_HOST, f"mkdir -p {LOCK}; echo '{holder}' > {LOCK}/holder.json")
+    try:
+        rc, out, _ = playbook("restore.yml")
+    finally:
+        sh(LOCK_HOST, f"rm -rf {LOCK}")
+    assert rc != 0 and "restore of the database cluster refused: the fleet is locked by ops@laptop (deploy of v9" in out, out[-2000:]
     assert leader(MEMBERS[0]) == before
     assert healthy_cluster(MEMBERS[0], 3)
 
