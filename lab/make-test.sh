@@ -26,9 +26,13 @@ start=$(date +%s)
 # what (pytest's summary, Ansible's fatal results, failed phases) come last.
 failures() {
   echo "make test: what failed"
-  grep -h -E -A6 '^fatal: \[|^failed: \[' "$logs"/*.log | grep -v '^--$' | tail -n 40
-  grep -h -E '^E  ' "$logs"/*.log | head -n 30
-  grep -h -E '^(FAILED|ERROR) |^== .*FAILED' "$logs"/*.log | head -n 40
+  local plain="$logs/plain.txt"
+  # without colours and Molecule's frame ("  │ ")
+  sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ \{0,1\}//' "$logs"/molecule*.log "$logs"/checks.log 2>/dev/null >"$plain"
+  grep -E -A6 '^fatal: \[|^failed: \[' "$plain" | grep -v '^--$' | tail -n 40
+  grep -E '^E  ' "$plain" | head -n 30
+  awk '/short test summary info/ { f = 1; next } f && /^=+ / { f = 0 } f' "$plain" | head -n 40
+  grep -E '^== .*FAILED' "$plain"
 }
 
 finish() {

@@ -179,6 +179,11 @@ def test_config_only_deploy_restarts_each_host_under_the_drain_and_refuses_a_sec
             assert first.poll() is None and time.monotonic() < deadline, "the first deploy never took the lock"
             time.sleep(0.5)
         rc, second, refused_in = playbook("deploy.yml", "-e", "billing_service_release=v1")
+        # rc 4: a host unreachable before the lock was asked (seen once on a saturated machine); again while
+        # the first deploy still runs, printed
+        while rc == 4 and first.poll() is None and time.monotonic() < deadline + 120:
+            print("second deploy: a host unreachable, again:", [ln for ln in second.splitlines() if "UNREACHABLE" in ln][:3])
+            rc, second, refused_in = playbook("deploy.yml", "-e", "billing_service_release=v1")
         out, _ = first.communicate(timeout=900)
         elapsed = time.monotonic() - start
     print(f"config-only deploy (workers 2 -> 3, log level debug): {elapsed:.1f} s under load: {result}")
@@ -189,7 +194,8 @@ def test_config_only_deploy_restarts_each_host_under_the_drain_and_refuses_a_sec
         assert workers(c) == 3, c
         assert "log_level = \"debug\"" in sh(c, "cat /opt/token-billing/current/config.toml")
     assert rc != 0
-    line = next(ln for ln in second.splitlines() if "refused: the fleet is locked by" in ln)
+    line = next((ln for ln in second.splitlines() if "refused: the fleet is locked by" in ln), None)
+    assert line, f"the second deploy (rc={rc}) was not refused by the lock: {second[-3000:]}"
     print(f"second deploy refused after {refused_in:.1f} s: {line.strip()}")
     assert "deploy of v2" in second and "fleet_lock_break=true" in second
     assert [release(c) for c in APPS] == ["v2", "v2"]
