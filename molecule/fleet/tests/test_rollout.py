@@ -12,6 +12,7 @@ import contextlib
 import json
 import re
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -172,8 +173,10 @@ def test_config_only_deploy_restarts_each_host_under_the_drain_and_refuses_a_sec
     pids = {c: main_pid(c) for c in APPS}
     with under_load() as result:
         start = time.monotonic()
+        # its output to a file: a pipe nobody reads while the second deploy runs could fill and stop it
+        log = tempfile.TemporaryFile("w+")
         first = subprocess.Popen(["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks/deploy.yml"),
-                                  *CONFIG_CHANGE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
+                                  *CONFIG_CHANGE], stdout=log, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
         deadline = time.monotonic() + 120
         while sh("tbf-lb", "test -f /var/lib/fleet-lock/change/holder.json && echo held", check=False) != "held":
             assert first.poll() is None and time.monotonic() < deadline, "the first deploy never took the lock"
@@ -184,7 +187,9 @@ def test_config_only_deploy_restarts_each_host_under_the_drain_and_refuses_a_sec
         while rc == 4 and first.poll() is None and time.monotonic() < deadline + 120:
             print("second deploy: a host unreachable, again:", [ln for ln in second.splitlines() if "UNREACHABLE" in ln][:3])
             rc, second, refused_in = playbook("deploy.yml", "-e", "billing_service_release=v1")
-        out, _ = first.communicate(timeout=900)
+        first.wait(timeout=900)
+        log.seek(0)
+        out = log.read()
         elapsed = time.monotonic() - start
     print(f"config-only deploy (workers 2 -> 3, log level debug): {elapsed:.1f} s under load: {result}")
     assert first.returncode == 0, out[-3000:]
