@@ -49,3 +49,8 @@ def main_pid(container: str) -> str:
 
 def ready(container: str) -> bool:
     return '"ready"' in sh(container, "curl -s http://127.0.0.1:8000/readyz", check=False)
+
+
+def lock_state(host: str) -> str:
+    """Whether the fleet lock (roles/fleet_lock, on the first balancer) is held."""
+    return sh(host, "test -e /var/lib/fleet-lock/change && echo held || echo free")

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labrun import ENGINE, INVENTORY, PROJECT, changed_total, main_pid, playbook, ready, release, sh
+from labrun import ENGINE, INVENTORY, PROJECT, changed_total, lock_state, main_pid, playbook, ready, release, sh
 
 APPS = ("tbf-app1", "tbf-app2")
 REPORTING = "tbf-app1"
+LB = "tbf-lb"  # also the fleet lock's host
 INGEST_KEY = "tbk_1a2b3c4d5e6f7081_labIngestKeyNotSecretOnlyForTheLab01"
 
 
@@ -47,10 +48,6 @@ def haproxy_servers() -> dict[str, str]:
     return {r[1]: r[17] for r in rows if r[0] == "be_billing" and r[1] not in ("BACKEND", "FRONTEND")}
 
 
-def lock_state() -> str:
-    return sh("tbf-lb", "test -e /var/lib/fleet-lock/change && echo held || echo free")
-
-
 def controller_file(name: str, text: str) -> Path:
     path = PROJECT / "build" / "fleet-test" / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,15 +70,15 @@ def test_failed_runs_leave_the_lock_free():
     }
     for what, (name, *extra) in runs.items():
         rc, out, elapsed = playbook(name, *extra)
-        print(f"{what}: failed in {elapsed:.1f} s, lock {lock_state()}")
+        print(f"{what}: failed in {elapsed:.1f} s, lock {lock_state(LB)}")
         assert rc != 0, (what, out[-2000:])
         assert "(the fleet lock is released)" in out, (what, out[-3000:])
-        assert lock_state() == "free", what
+        assert lock_state(LB) == "free", what
     assert sh("tbf-app2", "ls -a /opt/miniconda3/envs /opt/miniconda3/env-specs | grep -c broken || true") == "0"
     # a value no role accepts is refused before the lock and before any host is touched
     rc, out, _ = playbook("site.yml", "-e", "conda_env_rebuild_on_change=maybe")
     assert rc != 0 and "'conda_env_rebuild_on_change' is of type str and we were unable to convert to bool" in out, out
-    assert "PLAY [Take the fleet lock]" not in out and lock_state() == "free"
+    assert "PLAY [Take the fleet lock]" not in out and lock_state(LB) == "free"
     assert [release(c) for c in APPS] == ["v1", "v1"] and all(ready(c) for c in APPS)
 
 
@@ -98,7 +95,7 @@ def test_broken_release_stops_on_first_host_and_rolls_it_back():
     assert release("tbf-app2") == "v1" and main_pid("tbf-app2") == pids["tbf-app2"]
     servers = haproxy_servers()
     assert servers == {"tbf-app1": "UP", "tbf-app2": "UP"}, servers
-    assert lock_state() == "free"
+    assert lock_state(LB) == "free"
 
 
 LOAD_MARGIN = 100  # requests answered before a change starts and after it ended
@@ -204,7 +201,7 @@ def test_config_only_deploy_restarts_each_host_under_the_drain_and_refuses_a_sec
     print(f"second deploy refused after {refused_in:.1f} s: {line.strip()}")
     assert "deploy of v2" in second and "fleet_lock_break=true" in second
     assert [release(c) for c in APPS] == ["v2", "v2"]
-    assert lock_state() == "free"
+    assert lock_state(LB) == "free"
 
 
 REBUILT: dict[str, str] = {}
@@ -233,7 +230,7 @@ def test_env_rebuild_that_never_gets_ready_puts_the_old_prefix_back():
     print(f"env rebuild that never gets ready: stopped after {elapsed:.1f} s")
     assert rc != 0, out[-3000:]
     assert "deploy of v2 stopped: tbf-app1 failed at 'Wait until the service is ready'" in out, out[-3000:]
-    assert lock_state() == "free"
+    assert lock_state(LB) == "free"
     broken = sh("tbf-app1", "readlink /opt/miniconda3/env-specs/token-billing-v2.prefix")
     REBUILT["broken"] = broken
     assert broken != before["tbf-app1"][1]

@@ -17,7 +17,6 @@ from hadrill import (
     MEMBERS,
     OUTAGE_LIMIT,
     Writer,
-    address,
     conninfo,
     healthy_cluster,
     leader,
@@ -132,14 +131,15 @@ def test_losing_the_balancer_with_the_address_loses_no_acknowledged_commit():
     """The balancer holding the floating address is killed; the other takes the address over. Then it is started
     again and does not take the address back (nopreempt: that would cut every session a second time)."""
     first = wait_for("a balancer holding the floating address", holder)
+    stopped: dict[str, str] = {}
     survivor = None
-    kept = address(first)
     try:
-        drill(lambda _leader: power_off(first), new_leader=False)
+        drill(lambda _leader: stopped.update({first: power_off(first)}), new_leader=False)
         survivor = holder()
         assert survivor not in (None, first)
     finally:
-        power_on(first, kept)
+        for name, kept in stopped.items():
+            power_on(name, kept)
     wait_for(f"{first} back with HAProxy and keepalived", lambda: sh(first, "systemctl is-active haproxy keepalived") == "active\nactive")
     assert holder() == survivor
 

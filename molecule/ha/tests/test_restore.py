@@ -12,7 +12,7 @@ import time
 
 import psycopg
 from hadrill import BACKUP, BALANCERS, MEMBERS, Writer, conninfo, healthy_cluster, leader, new_table, stored_ids, totals, wait_for
-from labrun import playbook, sh
+from labrun import lock_state, playbook, sh
 
 ARCHIVE_TIMEOUT = 10  # group_vars/db.yml patroni_archive_timeout
 LOCK_HOST, LOCK = BALANCERS[0], "/var/lib/fleet-lock/change"  # roles/fleet_lock: on the first balancer
@@ -55,7 +55,7 @@ def leader_reachable() -> bool:
 def restore(*extra: str) -> tuple[int, str, float]:
     rc, out, took = playbook("restore.yml", *extra)
     assert rc == 0, out[-3000:]
-    assert sh(LOCK_HOST, f"test -e {LOCK} && echo held || echo free") == "free"
+    assert lock_state(LOCK_HOST) == "free"
     wait_for("a healthy cluster of three after the restore", lambda: healthy_cluster(MEMBERS[0], 3), deadline_s=120)
     wait_for("the leader through the floating address", leader_reachable)
     return rc, out, took
