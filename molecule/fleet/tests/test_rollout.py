@@ -152,28 +152,22 @@ def workers(container: str) -> int:
     return len(sh(container, f"pgrep -P {main_pid(container)} -f gunicorn || true").split())
 
 
-def test_upgrade_to_v2_under_load_loses_nothing():
-    with under_load() as result:
-        rc, out, elapsed = playbook("deploy.yml", "-e", "billing_service_release=v2")
-    print(f"rollout v1 -> v2 on two app hosts: {elapsed:.1f} s under load: {result}")
-    assert rc == 0, out[-3000:]
-    assert [release(c) for c in APPS] == ["v2", "v2"]
-    assert_every_event_counted_once(result)
+CONFIG_CHANGE = ("-e", "billing_service_workers=3", "-e", "billing_service_log_level=debug")
 
 
-CONFIG_CHANGE = ("-e", "billing_service_release=v2", "-e", "billing_service_workers=3", "-e", "billing_service_log_level=debug")
-
-
-def test_config_only_deploy_restarts_each_host_under_the_drain_and_refuses_a_second_deploy():
-    """A config-only deploy under load restarts each host under the drain; a second deploy started while it holds
-    the fleet lock is refused, naming the holder, and changes nothing."""
+def test_upgrade_to_v2_with_a_config_change_under_load_and_a_second_deploy_refused():
+    """Release v1 -> v2 with a config change (workers 2 -> 3, log level debug) under load: each host is drained,
+    switched and restarted, put back; 0 failed requests. A second deploy started while it holds the fleet lock is
+    refused, naming the holder, and changes nothing. (A config change alone, no new release, rolls the same way in
+    the password rotation and the production inventory's site.yml below.)"""
     pids = {c: main_pid(c) for c in APPS}
     with under_load() as result:
         start = time.monotonic()
         # its output to a file: a pipe nobody reads while the second deploy runs could fill and stop it
         log = tempfile.TemporaryFile("w+")
         first = subprocess.Popen(["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks/deploy.yml"),
-                                  *CONFIG_CHANGE], stdout=log, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
+                                  "-e", "billing_service_release=v2", *CONFIG_CHANGE],
+                                 stdout=log, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
         deadline = time.monotonic() + 120
         while sh("tbf-lb", "test -f /var/lib/fleet-lock/change/holder.json && echo held", check=False) != "held":
             assert first.poll() is None and time.monotonic() < deadline, "the first deploy never took the lock"
@@ -188,7 +182,8 @@ def test_config_only_deploy_restarts_each_host_under_the_drain_and_refuses_a_sec
         log.seek(0)
         out = log.read()
         elapsed = time.monotonic() - start
-    print(f"config-only deploy (workers 2 -> 3, log level debug): {elapsed:.1f} s under load: {result}")
+    print(f"rollout v1 -> v2 with a config change (workers 2 -> 3, log level debug): {elapsed:.1f} s under load: "
+          f"{result}")
     assert first.returncode == 0, out[-3000:]
     assert_every_event_counted_once(result)
     for c in APPS:
