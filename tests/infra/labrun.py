@@ -12,6 +12,7 @@ from pathlib import Path
 ENGINE = os.environ.get("LAB_ENGINE", "podman")
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+FLEET_LOCK = "/var/lib/fleet-lock/change"  # roles/fleet_lock: fleet_lock_dir/change, on the first balancer
 
 
 def sh(container: str, command: str, check: bool = True) -> str:
@@ -53,4 +54,4 @@ def ready(container: str) -> bool:
 
 def lock_state(host: str) -> str:
     """Whether the fleet lock (roles/fleet_lock, on the first balancer) is held."""
-    return sh(host, "test -e /var/lib/fleet-lock/change && echo held || echo free")
+    return sh(host, f"test -e {FLEET_LOCK} && echo held || echo free")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labrun import ENGINE, INVENTORY, PROJECT, changed_total, lock_state, main_pid, playbook, ready, release, sh
+from labrun import ENGINE, FLEET_LOCK, INVENTORY, PROJECT, changed_total, lock_state, main_pid, playbook, ready, release, sh
 
 APPS = ("tbf-app1", "tbf-app2")
 REPORTING = "tbf-app1"
@@ -169,7 +169,7 @@ def test_upgrade_to_v2_with_a_config_change_under_load_and_a_second_deploy_refus
                                   "-e", "billing_service_release=v2", *CONFIG_CHANGE],
                                  stdout=log, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
         deadline = time.monotonic() + 120
-        while sh("tbf-lb", "test -f /var/lib/fleet-lock/change/holder.json && echo held", check=False) != "held":
+        while sh(LB, f"test -f {FLEET_LOCK}/holder.json && echo held", check=False) != "held":
             assert first.poll() is None and time.monotonic() < deadline, "the first deploy never took the lock"
             time.sleep(0.5)
         rc, second, refused_in = playbook("deploy.yml", "-e", "billing_service_release=v1")

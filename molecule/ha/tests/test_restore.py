@@ -12,10 +12,10 @@ import time
 
 import psycopg
 from hadrill import BACKUP, BALANCERS, MEMBERS, Writer, conninfo, healthy_cluster, leader, new_table, stored_ids, totals, wait_for
-from labrun import lock_state, playbook, sh
+from labrun import FLEET_LOCK, lock_state, playbook, sh
 
 ARCHIVE_TIMEOUT = 10  # group_vars/db.yml patroni_archive_timeout
-LOCK_HOST, LOCK = BALANCERS[0], "/var/lib/fleet-lock/change"  # roles/fleet_lock: on the first balancer
+LOCK_HOST = BALANCERS[0]  # roles/fleet_lock: on the first balancer
 
 
 def pgbackrest(command: str) -> str:
@@ -87,11 +87,11 @@ def test_a_target_outside_the_repository_is_refused_before_anything_stops():
         assert rc != 0 and says in out, out[-2000:]
     # another change (a deploy, here by hand) holds the fleet lock: no restore
     holder = json.dumps({"id": "drill", "who": "ops@laptop", "what": "deploy of v9", "since": "2026-12-07T00:00:00Z"})
-    sh(LOCK_HOST, f"mkdir -p {LOCK}; echo '{holder}' > {LOCK}/holder.json")
+    sh(LOCK_HOST, f"mkdir -p {FLEET_LOCK}; echo '{holder}' > {FLEET_LOCK}/holder.json")
     try:
         rc, out, _ = playbook("restore.yml")
     finally:
-        sh(LOCK_HOST, f"rm -rf {LOCK}")
+        sh(LOCK_HOST, f"rm -rf {FLEET_LOCK}")
     assert rc != 0 and "restore of the database cluster refused: the fleet is locked by ops@laptop (deploy of v9" in out, out[-2000:]
     assert leader(MEMBERS[0]) == before
     assert healthy_cluster(MEMBERS[0], 3)
