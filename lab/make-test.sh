@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# `make test`: the set-up, then three chains side by side, each writing to
-# build/test-logs/ (printed when everything has ended):
-#   - the fleet (and the other scenarios) in the foreground: the longest path;
-#   - the docker and ha scenarios, one after the other, at nice TEST_NICE_BESIDE;
-#   - the checks (lint, unit, the service's tests in the shipped env) at nice
-#     TEST_NICE_CHECKS, from the start.
+# `make test`: the set-up, then the fleet (and the other scenarios) in the
+# foreground while the docker and ha scenarios and after them the checks (lint,
+# unit, the service's tests in the shipped env) run in the background, each
+# writing to build/test-logs/ (printed when everything has ended).
 # Ends with each phase's wall time, the sum of the phases and the real wall time.
-# Why so: CPU is what the run waits for (2 cores for about 2,900 core-seconds),
-# and an Ansible run leaves the machine idle between its round trips. The checks
-# are pure CPU with nothing to wait for: at a low priority they fill those gaps
-# instead of queueing behind the scenarios. The controllers of the scenarios beside
-# the fleet yield to the fleet's (the hosts' processes run in their containers' own
-# cgroups, which nice does not touch: the ha drills' database hosts keep their CPU).
-#   lab/make-test.sh ["SCENARIOS BESIDE" [SCENARIO...]]
+# Why so: the fleet is the longest path; an Ansible run keeps about half of two
+# cores busy (it waits on round trips), the checks about one core. The docker
+# scenario shares the machine with the fleet's converge, the checks with its
+# verify (about 45% busy); all three at once left the fleet's converge a third
+# of the machine.
+#   lab/make-test.sh ["SCENARIOS IN THE BACKGROUND" [SCENARIO...]]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 beside="${1-docker}"; shift || true
@@ -48,27 +45,21 @@ finish() {
 rm -f "$logs"/*.log
 lab/phase.sh run setup make --no-print-directory setup 2>&1 | tee "$logs/setup.log" || finish 1
 
-nice_beside=${TEST_NICE_BESIDE:-4}
-nice_checks=${TEST_NICE_CHECKS:-8}
-echo "== beside: molecule ${beside:-(none)} at nice $nice_beside (output in $logs/molecule-beside.log);" \
-     "the checks (lint, unit, app-env-test) at nice $nice_checks (output in $logs/checks.log);" \
-     "here: molecule ${rest[*]:-(none)}"
-pids=()
-if [ -n "$beside" ]; then
-  nice -n "$nice_beside" "${after_setup[@]}" molecule MOLECULE_SCENARIOS="$beside" >"$logs/molecule-beside.log" 2>&1 &
-  pids+=($!)
-fi
+echo "== in the background: molecule ${beside:-(none)} (output in $logs/molecule-beside.log), then the checks" \
+     "(lint, unit, app-env-test; output in $logs/checks.log); here: molecule ${rest[*]:-(none)}"
 (
-  renice -n "$nice_checks" -p "$BASHPID" >/dev/null
+  rc=0
+  [ -z "$beside" ] || "${after_setup[@]}" molecule MOLECULE_SCENARIOS="$beside" >"$logs/molecule-beside.log" 2>&1 || rc=1
   for phase in lint unit app-env-test; do
     echo "== $phase"
-    lab/phase.sh run "$phase" "${after_setup[@]}" "$phase" || { echo "== $phase: FAILED"; exit 1; }
+    lab/phase.sh run "$phase" "${after_setup[@]}" "$phase" || { echo "== $phase: FAILED"; rc=1; break; }
   done >"$logs/checks.log" 2>&1
+  exit "$rc"
 ) &
-pids+=($!)
+background=$!
 rc=0
 [ "${#rest[@]}" -eq 0 ] || "${after_setup[@]}" molecule MOLECULE_SCENARIOS="${rest[*]}" 2>&1 | tee "$logs/molecule.log" || rc=1
-for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+wait "$background" || rc=1
 for log in "$logs/molecule-beside.log" "$logs/checks.log"; do
   [ -f "$log" ] || continue
   echo "== output of $log"
