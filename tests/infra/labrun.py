@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +34,48 @@ def playbook(name: str, *extra: str, env: dict | None = None) -> tuple[int, str,
     elapsed = time.monotonic() - start
     print(f"{name} {' '.join(extra)}: rc={proc.returncode} in {elapsed:.1f} s")
     return proc.returncode, proc.stdout + proc.stderr, elapsed
+
+
+class BackgroundPlaybook:
+    """playbooks/NAME (or a path relative to the project) run against Molecule's inventory in the background;
+    result() waits for it."""
+
+    def __init__(self, name: str, *extra: str):
+        self.name = " ".join((name, *extra))
+        # its output to a file: a pipe nobody reads while the caller works could fill and stop it
+        self.log = tempfile.TemporaryFile("w+")
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(
+            ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / ("playbooks" if "/" not in name else "") / name),
+             *extra],
+            stdout=self.log, stderr=subprocess.STDOUT, text=True, cwd=PROJECT,
+        )
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def result(self, timeout: float = 1800) -> tuple[int, str, float]:
+        """Its return code, output and seconds, as playbook() gives them; stopped and failed at the deadline."""
+        try:
+            self.proc.wait(timeout=max(0.0, self.start + timeout - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+        self.log.seek(0)
+        out = self.log.read()
+        elapsed = time.monotonic() - self.start
+        print(f"{self.name}: rc={self.proc.returncode} in {elapsed:.1f} s (started in the background)")
+        assert self.proc.returncode is not None and self.proc.returncode >= 0, \
+            f"{self.name}: stopped after {timeout:.0f} s; its output ends: {out[-3000:]}"
+        return self.proc.returncode, out, elapsed
+
+    def stop(self) -> None:
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def changed_total(output: str) -> int:

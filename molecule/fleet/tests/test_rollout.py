@@ -12,14 +12,13 @@ import contextlib
 import json
 import re
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from labrun import ENGINE, FLEET_LOCK, INVENTORY, PROJECT, changed_total, lock_state, main_pid, playbook, ready, release, sh
+from labrun import ENGINE, FLEET_LOCK, PROJECT, BackgroundPlaybook, changed_total, lock_state, main_pid, playbook, ready, release, sh
 
 APPS = ("tbf-app1", "tbf-app2")
 REPORTING = "tbf-app1"
@@ -162,29 +161,21 @@ def test_upgrade_to_v2_with_a_config_change_under_load_and_a_second_deploy_refus
     the password rotation and the production inventory's site.yml below.)"""
     pids = {c: main_pid(c) for c in APPS}
     with under_load() as result:
-        start = time.monotonic()
-        # its output to a file: a pipe nobody reads while the second deploy runs could fill and stop it
-        log = tempfile.TemporaryFile("w+")
-        first = subprocess.Popen(["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks/deploy.yml"),
-                                  "-e", "billing_service_release=v2", *CONFIG_CHANGE],
-                                 stdout=log, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
+        first = BackgroundPlaybook("deploy.yml", "-e", "billing_service_release=v2", *CONFIG_CHANGE)
         deadline = time.monotonic() + 120
         while sh(LB, f"test -f {FLEET_LOCK}/holder.json && echo held", check=False) != "held":
-            assert first.poll() is None and time.monotonic() < deadline, "the first deploy never took the lock"
+            assert first.running() and time.monotonic() < deadline, "the first deploy never took the lock"
             time.sleep(0.5)
         rc, second, refused_in = playbook("deploy.yml", "-e", "billing_service_release=v1")
         # rc 4: a host unreachable before the lock was asked (seen once on a saturated machine); again while
         # the first deploy still runs, printed
-        while rc == 4 and first.poll() is None and time.monotonic() < deadline + 120:
+        while rc == 4 and first.running() and time.monotonic() < deadline + 120:
             print("second deploy: a host unreachable, again:", [ln for ln in second.splitlines() if "UNREACHABLE" in ln][:3])
             rc, second, refused_in = playbook("deploy.yml", "-e", "billing_service_release=v1")
-        first.wait(timeout=900)
-        log.seek(0)
-        out = log.read()
-        elapsed = time.monotonic() - start
+        first_rc, out, elapsed = first.result(timeout=900)
     print(f"rollout v1 -> v2 with a config change (workers 2 -> 3, log level debug): {elapsed:.1f} s under load: "
           f"{result}")
-    assert first.returncode == 0, out[-3000:]
+    assert first_rc == 0, out[-3000:]
     assert_every_event_counted_once(result)
     for c in APPS:
         assert main_pid(c) != pids[c], c
