@@ -23,14 +23,16 @@ def sh(container: str, command: str, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
+def _argv(name: str, *extra: str) -> list[str]:
+    """ansible-playbook with playbooks/NAME (or a path relative to the project) and Molecule's inventory."""
+    return ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / ("playbooks" if "/" not in name else "") / name), *extra]
+
+
 def playbook(name: str, *extra: str, env: dict | None = None) -> tuple[int, str, float]:
-    """Run playbooks/NAME (or a path relative to the project) against Molecule's inventory."""
+    """Run playbooks/NAME (or a path relative to the project) against Molecule's inventory; wait for it."""
     start = time.monotonic()
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / ("playbooks" if "/" not in name else "") / name),
-         *extra],
-        capture_output=True, text=True, cwd=PROJECT, env={**os.environ, **(env or {})},
-    )
+    proc = subprocess.run(_argv(name, *extra), capture_output=True, text=True, cwd=PROJECT,
+                          env={**os.environ, **(env or {})})
     elapsed = time.monotonic() - start
     print(f"{name} {' '.join(extra)}: rc={proc.returncode} in {elapsed:.1f} s")
     return proc.returncode, proc.stdout + proc.stderr, elapsed
@@ -45,11 +47,8 @@ class BackgroundPlaybook:
         # its output to a file: a pipe nobody reads while the caller works could fill and stop it
         self.log = tempfile.TemporaryFile("w+")
         self.start = time.monotonic()
-        self.proc = subprocess.Popen(
-            ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / ("playbooks" if "/" not in name else "") / name),
-             *extra],
-            stdout=self.log, stderr=subprocess.STDOUT, text=True, cwd=PROJECT,
-        )
+        self.proc = subprocess.Popen(_argv(name, *extra), stdout=self.log, stderr=subprocess.STDOUT, text=True,
+                                     cwd=PROJECT)
 
     def running(self) -> bool:
         return self.proc.poll() is None
@@ -65,7 +64,7 @@ class BackgroundPlaybook:
         elapsed = time.monotonic() - self.start
         print(f"{self.name}: rc={self.proc.returncode} in {elapsed:.1f} s (started in the background)")
         assert self.proc.returncode is not None and self.proc.returncode >= 0, \
-            f"{self.name}: stopped after {timeout:.0f} s; its output ends: {out[-3000:]}"
+            f"{self.name}: killed (rc {self.proc.returncode}; the deadline was {timeout:.0f} s); its output ends: {out[-3000:]}"
         return self.proc.returncode, out, elapsed
 
     def stop(self) -> None:
