@@ -4,6 +4,7 @@ mirror, a missing package and a changed published spec fail with a clear error a
 rebuild never touches the env a running process uses, a rebuild builds a new prefix, a changed pin upgrades conda in
 place. The playbook asserts each; the hosts are then as they were before it."""
 
+
 def test_conda_failure_paths_leave_every_host_as_it_was(conda_failures):
     rc, out, _ = conda_failures.run.result()
     assert rc == 0, out[-6000:]
