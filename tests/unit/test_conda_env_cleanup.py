@@ -4,6 +4,7 @@ are kept, so is an env a systemd unit references; only retired envs would go."""
 import importlib.machinery
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_a_rebuilt_env_keeps_its_new_prefix_and_retires_the_old_one_once_unused(
 
 def test_a_removed_env_takes_its_spec_copies_and_pointer_along(tmp_path):
     """Only the bookkeeping around `conda env remove`: a stand-in conda removes the prefix (the fleet scenario
-    runs the real one)."""
+    runs the real one). The compiled modules only it linked to go too."""
     envs = tmp_path / "envs"
     old, new = make_env(envs, "token-billing-v2"), make_env(envs, "token-billing-v2.0123456789ab")
     specs = tmp_path / "env-specs"
@@ -110,6 +111,13 @@ def test_a_removed_env_takes_its_spec_copies_and_pointer_along(tmp_path):
         (specs / f"{name}.yml").write_text("spec")
         (specs / f"{name}.lock.txt").write_text("lock")
     (specs / "token-billing-v2.prefix").symlink_to(old)
+    # conda_env_compile's store: one .pyc only the removed env links, one both envs link
+    pyc = tmp_path / "env-pyc"
+    pyc.mkdir()
+    for name, envs_linking in (("only-old.pyc", [old]), ("shared.pyc", [old, new])):
+        (pyc / name).write_bytes(b"pyc")
+        for env in envs_linking:
+            os.link(pyc / name, env / name)
     conda = tmp_path / "conda"
     conda.write_text("#!/bin/sh\n[ \"$1\" = env ] && rm -rf \"$4\"; echo '{}'\n")
     conda.chmod(0o755)
@@ -119,7 +127,9 @@ def test_a_removed_env_takes_its_spec_copies_and_pointer_along(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--conda", str(conda), "--envs-root", str(envs),
                            "--lock", str(tmp_path / "lock"), "--keep-link", str(billing / "current")],
                           capture_output=True, text=True, check=True)
-    assert json.loads(proc.stdout)["removed"] == ["token-billing-v2"]
+    report = json.loads(proc.stdout)
+    assert report["removed"] == ["token-billing-v2"] and report["pyc_pruned"] == 1
+    assert [p.name for p in pyc.iterdir()] == ["shared.pyc"]
     assert sorted(p.name for p in specs.iterdir()) == ["token-billing-v2.0123456789ab.lock.txt",
                                                        "token-billing-v2.0123456789ab.yml"]
     assert not old.exists() and new.exists()
