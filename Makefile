@@ -14,9 +14,10 @@ PYTHON ?= python3
 APT_PACKAGES := podman runc golang-github-containernetworking-plugin-dnsname uidmap slirp4netns mmdebstrap make git curl python3-venv docker.io postgresql
 TEST_APT_PACKAGES := docker.io postgresql
 LAB_APT_PACKAGES := $(filter-out $(TEST_APT_PACKAGES),$(APT_PACKAGES))
-MOLECULE_SCENARIOS ?= docker ha fleet upstream
-# make test runs these one after the other beside the rest (the fleet, the longest path).
-MOLECULE_BESIDE ?= docker ha
+MOLECULE_SCENARIOS ?= ha docker fleet upstream
+# make test runs these one after the other beside the rest (the fleet, the longest path),
+# and the checks beside all but the first (lab/make-test.sh).
+MOLECULE_BESIDE ?= ha docker
 # Real conda's source tarballs (offline mirror build); MIRROR_SOURCE=upstream fills
 # the mirror from the upstream hosts instead (a connected staging machine).
 CONDA_SRC ?= $(firstword $(wildcard ../shared/conda-src /work/shared/conda-src) ../shared/conda-src)
