@@ -1,8 +1,9 @@
 """The database cluster of playbooks/db_cluster.yml under failure: a writer on the controller commits one row per
 transaction through the balancers' floating address (keepalived; HAProxy routing to the Patroni leader) and counts
-every acknowledged commit; the drills kill the leader's postmaster, kill the leader's host, and kill the balancer that
-holds the address. After each, every acknowledged row is on the leader (none lost), none is there twice, and the write
-outage (first failed to first successful commit) and the time to a new leader are printed."""
+every acknowledged commit; the drills kill the leader's postmaster, kill the leader's host, kill the balancer that
+holds the address, switch over, restart every member, and replace a lost replica. After each, every acknowledged
+row is on the leader (none lost), none is there twice, and the write outage (first failed to first successful commit)
+and the time to a new leader are printed."""
 
 from __future__ import annotations
 
@@ -176,3 +177,55 @@ def test_rolling_restart_of_every_member_loses_no_acknowledged_commit():
     rc, out, _ = playbook("db_upgrade.yml")
     assert rc == 0 and changed_total(out) == 0, out[-3000:]
     assert {m: sh(m, postmaster) for m in MEMBERS} == after
+
+
+ETCDCTL = (
+    "ETCDCTL_API=3 etcdctl --cacert /etc/etcd/tls/ca.crt --cert /etc/etcd/tls/member.crt --key /etc/etcd/tls/member.key "
+    "--endpoints https://127.0.0.1:2379"
+)
+
+
+def etcd_members(via: str) -> dict[str, int]:
+    """Started etcd members, name -> id."""
+    return {m["name"]: m["ID"] for m in json.loads(sh(via, f"{ETCDCTL} member list -w json"))["members"] if m.get("name")}
+
+
+def rows_on(member: str) -> int:
+    return int(sh(member, "runuser -u postgres -- psql -Atc 'SELECT count(*) FROM drill'"))
+
+
+def test_replacing_a_lost_replica_loses_no_acknowledged_commit():
+    """A replica's machine lost (Patroni and etcd stopped, both data directories gone) and replaced by
+    playbooks/db_replace_member.yml under the writer: a new etcd member joins in place of the old one, Patroni clones
+    the leader, the cluster is whole again and nothing acknowledged is lost; the replaced host then converges with 0
+    changed. A name that is not a member, and the leader, are refused before anything changes."""
+    c = wait_for("a healthy cluster of three", lambda: healthy_cluster(MEMBERS[0], 3))
+    lead = next(m["name"] for m in c["members"] if m["role"] == "leader")
+    rc, out, _ = playbook("db_replace_member.yml", "-e", "db_member=tbh-lb1")
+    assert rc != 0 and "names the member to replace, one of: tbh-db1, tbh-db2, tbh-db3" in out, out[-2000:]
+    rc, out, _ = playbook("db_replace_member.yml", "-e", f"db_member={lead}")
+    assert rc != 0 and f"{lead} can be replaced only while another member leads (leader now: {lead})" in out, out[-2000:]
+    assert "(the fleet lock is released)" in out and sh(lead, "systemctl is-active patroni etcd") == "active\nactive"
+    # the asynchronous replica when there is one: losing it costs the writer nothing
+    replica = min((m for m in c["members"] if m["role"] != "leader"), key=lambda m: m["role"] == "sync_standby")["name"]
+    before = etcd_members(lead)
+    took = {}
+
+    def lose_and_replace(_leader: str) -> None:
+        sh(replica, "systemctl stop patroni etcd && rm -rf /var/lib/postgresql/15/billing /var/lib/etcd/billing")
+        rc, out, took["replace"] = playbook("db_replace_member.yml", "-e", f"db_member={replica}")
+        assert rc == 0, out[-3000:]
+
+    drill(lose_and_replace, new_leader=False)
+    print(f"{replica} replaced in {took['replace']:.1f} s")
+    wait_for("a healthy cluster of three", lambda: healthy_cluster(lead, 3))
+    after = etcd_members(lead)
+    assert set(after) == set(MEMBERS) and after[replica] != before[replica], (before, after)
+    assert sh(replica, f"{ETCDCTL} endpoint health --cluster 2>&1").count("is healthy") == 3
+    wait_for(f"{replica} holding every stored row", lambda: rows_on(replica) == len(stored_ids()))
+    joined = sh(replica, "ls /run/systemd/system/etcd.service.d/join.conf /run/etcd-join.env 2>&1 || true")
+    assert joined.count("No such file") == 2, joined
+    assert "ETCD_INITIAL_CLUSTER_STATE=new" in sh(replica, "cat /etc/default/etcd")
+    assert "join.conf" not in sh(replica, "systemctl show -p DropInPaths --value etcd")
+    rc, out, _ = playbook("db_cluster.yml", "--limit", replica)
+    assert rc == 0 and changed_total(out) == 0, out[-3000:]
