@@ -55,21 +55,18 @@ rc:
 TAG = "import sys; print(sys.implementation.cache_tag)"
 
 
-def shared_sources(lib: str, exclude: re.Pattern[str], tag: str):
-    """(pyc path, store key) of every .py under lib that has another hard link."""
+def sources(lib: str, exclude: re.Pattern[str], tag: str):
+    """(pyc path, store key) of every .py under lib that compileall compiles; the key is None for a source with no
+    other hard link (the env's own file)."""
     for root, dirs, files in os.walk(lib):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
-            if not name.endswith(".py"):
-                continue
             path = os.path.join(root, name)
-            if exclude.search(path):
+            if not name.endswith(".py") or exclude.search(path) or not os.path.isfile(path):
                 continue
             st = os.lstat(path)
-            if st.st_nlink < 2 or not os.path.isfile(path):
-                continue
             pyc = os.path.join(root, "__pycache__", f"{name[:-3]}.{tag}.pyc")
-            yield pyc, f"{st.st_dev}-{st.st_ino}-{st.st_mtime_ns}-{st.st_size}.{tag}.pyc"
+            yield pyc, f"{st.st_dev}-{st.st_ino}-{st.st_mtime_ns}-{st.st_size}.{tag}.pyc" if st.st_nlink > 1 else None
 
 
 def prune(store: str) -> int:
@@ -87,10 +84,8 @@ def prune(store: str) -> int:
 def link(src: str, dst: str) -> bool:
     try:
         os.link(src, dst)
-    except FileExistsError:
+    except OSError:  # already there, or another filesystem: compile instead
         return False
-    except OSError:
-        return False  # another filesystem: compile instead
     return True
 
 
@@ -105,32 +100,26 @@ def compile_env(run, prefix: str, store: str, exclude: str) -> dict[str, int]:
     os.makedirs(store, mode=0o755, exist_ok=True)
     counts = {"pruned": prune(store), "linked": 0, "compiled": 0, "stored": 0}
     missing = []
-    for pyc, key in shared_sources(lib, re.compile(exclude), tag):
+    for pyc, key in sources(lib, re.compile(exclude), tag):
         if os.path.exists(pyc):
             continue
-        entry = os.path.join(store, key)
-        if os.path.exists(entry):
+        entry = os.path.join(store, key) if key else None
+        if entry and os.path.exists(entry):
             os.makedirs(os.path.dirname(pyc), mode=0o755, exist_ok=True)
             if link(entry, pyc):
                 counts["linked"] += 1
                 continue
         missing.append((pyc, entry))
-    before = sum(1 for _ in _pycs(lib))
     rc, out, err = run([python, "-m", "compileall", "-q", "-j", "0", "-x", exclude, lib])
     counts["rc"] = rc
     if rc not in (0, 1):
         raise RuntimeError(f"compileall failed (rc {rc}): {err.strip() or out.strip()}")
-    counts["compiled"] = sum(1 for _ in _pycs(lib)) - before
     for pyc, entry in missing:
-        if os.path.exists(pyc) and link(pyc, entry):
-            counts["stored"] += 1
+        if os.path.exists(pyc):
+            counts["compiled"] += 1
+            if entry and link(pyc, entry):
+                counts["stored"] += 1
     return counts
-
-
-def _pycs(lib: str):
-    for root, _dirs, files in os.walk(lib):
-        if os.path.basename(root) == "__pycache__":
-            yield from (f for f in files if f.endswith(".pyc"))
 
 
 def main() -> None:
